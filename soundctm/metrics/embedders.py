@@ -1,0 +1,247 @@
+"""Audio embedders for FD / CLAP score / KL behind one interface, built by name from local weights (no downloads).
+
+``embedder.embed(waveforms [N, T], sample_rate) -> np.ndarray [N, D]``: waves are resampled (soxr) to the embedder's
+own ``sample_rate`` and embedded per clip (``mode="clip"``) or per frame and averaged over frames (``mode="frame"``).
+Classifier embedders (PANNs; later SynthCaps) also give ``classify(...) -> logits [N, C]`` for KL / IS.
+
+Backends: ``clap`` (transformers ClapModel folder), ``vggish`` (PyTorch-port ``.pth``), ``panns`` (Cnn14 ``.pth``).
+Add one with ``register_embedder(name, builder)``; a builder is ``builder(path, **kw) -> Embedder``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from soundctm.audio.io import resample
+
+EMBEDDING_MODES = ("clip", "frame")
+
+
+@dataclass(frozen=True)
+class EmbeddingsAndLogits:
+    """Clip embeddings ``[N, D]`` and classifier logits ``[N, C]`` from one forward pass."""
+
+    embeddings: np.ndarray
+    logits: np.ndarray
+
+
+def as_waveforms(waveforms, sample_rate: int) -> np.ndarray:
+    """Validate a ``[N, T]`` batch of mono waves (numpy or torch) and its rate; return float32 numpy."""
+    if isinstance(sample_rate, bool) or int(sample_rate) != sample_rate or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer (Hz), got {sample_rate!r}")
+    if isinstance(waveforms, torch.Tensor):
+        waveforms = waveforms.detach().cpu().numpy()
+    waves = np.asarray(waveforms, dtype=np.float32)
+    if waves.ndim != 2 or waves.shape[0] == 0 or waves.shape[1] == 0:
+        raise ValueError(f"waveforms must be a non-empty 2-D batch [N, T] of mono clips, got shape {waves.shape}")
+    if not np.all(np.isfinite(waves)):
+        raise ValueError("waveforms contain NaN or infinite samples")
+    return waves
+
+
+def resample_batch(waves: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample every row of ``[N, T]`` from ``sr_in`` to ``sr_out`` with soxr → ``[N, T']``."""
+    if sr_in == sr_out:
+        return waves
+    return np.ascontiguousarray(resample(np.ascontiguousarray(waves.T), int(sr_in), int(sr_out)).T)
+
+
+class Embedder:
+    """Base: validation, resampling and batching; subclasses implement ``embed_batch``."""
+
+    name = "embedder"
+
+    def __init__(self, model: nn.Module, sample_rate: int, mode: str, dim: int, batch_size: int = 8,
+                 device: str | torch.device = "cpu"):
+        if mode not in EMBEDDING_MODES:
+            raise ValueError(f"mode must be one of {EMBEDDING_MODES}, got {mode!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model.to(device).eval()
+        self.sample_rate, self.mode, self.dim = int(sample_rate), mode, int(dim)
+        self.batch_size, self.device = batch_size, torch.device(device)
+
+    def embed_batch(self, wave: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``[B, D]`` of waves ``[B, T]`` already at ``self.sample_rate``."""
+        raise NotImplementedError
+
+    def batches(self, waveforms, sample_rate: int):
+        """Yield float32 tensors ``[B, T']`` on the device, resampled to ``self.sample_rate``."""
+        waves = resample_batch(as_waveforms(waveforms, sample_rate), sample_rate, self.sample_rate)
+        for start in range(0, len(waves), self.batch_size):
+            yield torch.from_numpy(waves[start:start + self.batch_size]).to(self.device)
+
+    @torch.no_grad()
+    def embed(self, waveforms, sample_rate: int) -> np.ndarray:
+        """Embeddings ``[N, D]`` (float32) of mono clips ``[N, T]`` at ``sample_rate`` Hz."""
+        rows = [self.embed_batch(wave).float().cpu().numpy() for wave in self.batches(waveforms, sample_rate)]
+        return np.concatenate(rows, axis=0)
+
+
+class ClassifierEmbedder(Embedder):
+    """An embedder that is also a classifier: ``classify`` gives logits ``[N, C]`` for KL and IS."""
+
+    multi_label = True  # sigmoid outputs (KL kind "sigmoid"/"bernoulli"); False: softmax
+
+    def __init__(self, model: nn.Module, sample_rate: int, mode: str, dim: int, num_classes: int, **kw):
+        super().__init__(model, sample_rate, mode, dim, **kw)
+        self.num_classes = int(num_classes)
+
+    def forward_batch(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embeddings ``[B, D]``, logits ``[B, C]``) of waves ``[B, T]`` at ``self.sample_rate``."""
+        raise NotImplementedError
+
+    def embed_batch(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.forward_batch(wave)[0]
+
+    @torch.no_grad()
+    def embed_and_classify(self, waveforms, sample_rate: int) -> EmbeddingsAndLogits:
+        """Embeddings ``[N, D]`` and logits ``[N, C]`` in one pass."""
+        outs = [self.forward_batch(wave) for wave in self.batches(waveforms, sample_rate)]
+        return EmbeddingsAndLogits(embeddings=torch.cat([e for e, _ in outs]).float().cpu().numpy(),
+                                   logits=torch.cat([lg for _, lg in outs]).float().cpu().numpy())
+
+    def classify(self, waveforms, sample_rate: int) -> np.ndarray:
+        """Classifier logits ``[N, C]`` of clips ``[N, T]``."""
+        return self.embed_and_classify(waveforms, sample_rate).logits
+
+
+# --- CLAP (Wu et al. 2023) -----------------------------------------------------------------------------------------
+
+class ClapEmbedder(Embedder):
+    """transformers ClapModel: L2-normalised projected audio (``embed``) and text (``embed_text``) embeddings."""
+
+    name = "clap"
+
+    def __init__(self, model, feature_extractor, tokenizer=None, max_text_length: int = 77, **kw):
+        super().__init__(model, feature_extractor.sampling_rate, "clip", model.config.projection_dim, **kw)
+        self.feature_extractor, self.tokenizer, self.max_text_length = feature_extractor, tokenizer, max_text_length
+
+    def audio_features(self, wave: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Feature-extractor inputs, clip by clip under a fixed numpy seed (its long-clip crops are random)."""
+        state = np.random.get_state()
+        try:
+            feats = []
+            for row in wave.cpu().numpy():
+                np.random.seed(0)
+                feats.append(self.feature_extractor(row, sampling_rate=self.sample_rate, return_tensors="pt"))
+        finally:
+            np.random.set_state(state)
+        return {k: torch.cat([f[k] for f in feats]).to(self.device) for k in ("input_features", "is_longer")}
+
+    def embed_batch(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.model.get_audio_features(**self.audio_features(wave)).pooler_output
+
+    @torch.no_grad()
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """L2-normalised projected text embeddings ``[N, D]`` of captions."""
+        if self.tokenizer is None:
+            raise ValueError("this CLAP folder has no tokenizer files; embed_text needs one")
+        if isinstance(texts, str) or len(texts) == 0:
+            raise ValueError("texts must be a non-empty list of strings")
+        ids = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_text_length,
+                             return_tensors="pt").to(self.device)
+        out = self.model.get_text_features(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"])
+        return out.pooler_output.float().cpu().numpy()
+
+
+def check_path(name: str, path, want_dir: bool) -> str:
+    """A local file/folder path, or a ValueError saying what the backend needs (nothing is downloaded)."""
+    kind = "folder" if want_dir else "file"
+    if path is None:
+        raise ValueError(f"embedder {name!r} needs path=<local weights {kind}> (nothing is downloaded)")
+    if not (os.path.isdir(path) if want_dir else os.path.isfile(path)):
+        raise ValueError(f"path must be an existing local {kind} for embedder {name!r}, got {path}")
+    return str(path)
+
+
+def build_clap_embedder(path=None, **kw) -> ClapEmbedder:
+    """ClapModel + ClapFeatureExtractor (+ tokenizer, if present) from a local folder."""
+    from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
+
+    path = check_path("clap", path, want_dir=True)
+    model, extractor = ClapModel.from_pretrained(path), ClapFeatureExtractor.from_pretrained(path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError):
+        tokenizer = None
+    return ClapEmbedder(model, extractor, tokenizer, **kw)
+
+
+# --- VGGish (Hershey et al. 2017) ----------------------------------------------------------------------------------
+
+class VGGishEmbedder(Embedder):
+    """VGGish: 128-D embedding per 0.96 s patch at 16 kHz, averaged over patches (``embed_frames`` keeps them)."""
+
+    name = "vggish"
+
+    def __init__(self, model, **kw):
+        super().__init__(model, model.config.sample_rate, "frame", model.config.embedding_dim, **kw)
+
+    def embed_batch(self, wave: torch.Tensor) -> torch.Tensor:
+        return self.model.embed_frames(wave).mean(dim=1)
+
+    @torch.no_grad()
+    def embed_frames(self, waveforms, sample_rate: int) -> np.ndarray:
+        """Per-patch embeddings ``[N, P, 128]`` (the original FAD pools all patches as samples)."""
+        rows = [self.model.embed_frames(w).cpu().numpy() for w in self.batches(waveforms, sample_rate)]
+        return np.concatenate(rows, axis=0)
+
+
+def build_vggish_embedder(path=None, **kw) -> VGGishEmbedder:
+    """VGGish from the PyTorch port's state-dict file."""
+    from soundctm.metrics.vggish import load_vggish_port
+
+    return VGGishEmbedder(load_vggish_port(check_path("vggish", path, want_dir=False)), **kw)
+
+
+# --- PANNs Cnn14 (Kong et al. 2020) --------------------------------------------------------------------------------
+
+class PannsEmbedder(ClassifierEmbedder):
+    """Cnn14 at 32 kHz: 2048-D clip embedding and 527 AudioSet logits (multi-label, sigmoid)."""
+
+    name = "panns"
+
+    def __init__(self, model, **kw):
+        cfg = model.config
+        super().__init__(model, cfg.sample_rate, "clip", cfg.channels[-1], cfg.num_classes, **kw)
+
+    def forward_batch(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(wave)
+        return out.embedding, out.logits
+
+
+def build_panns_embedder(path=None, **kw) -> PannsEmbedder:
+    """Cnn14 from a ``Cnn14_mAP=0.431.pth``-style checkpoint file."""
+    from soundctm.metrics.panns import load_cnn14
+
+    return PannsEmbedder(load_cnn14(check_path("panns", path, want_dir=False)), **kw)
+
+
+# --- registry ------------------------------------------------------------------------------------------------------
+
+EMBEDDERS: dict[str, Callable[..., Embedder]] = {
+    "clap": build_clap_embedder,
+    "vggish": build_vggish_embedder,
+    "panns": build_panns_embedder,
+}
+
+
+def register_embedder(name: str, builder: Callable[..., Embedder], overwrite: bool = False) -> None:
+    """Add ``builder(path, **kw) -> Embedder`` under ``name``."""
+    if name in EMBEDDERS and not overwrite:
+        raise ValueError(f"embedder {name!r} is already registered; pass overwrite=True to replace it")
+    EMBEDDERS[name] = builder
+
+
+def build_embedder(name: str, path: str | os.PathLike | None = None, **kw) -> Embedder:
+    """Build a registered embedder from local weights; ``kw``: batch_size, device (and backend options)."""
+    if name not in EMBEDDERS:
+        raise ValueError(f"name must be one of {sorted(EMBEDDERS)}, got {name!r}")
+    return EMBEDDERS[name](path, **kw)
