@@ -99,6 +99,7 @@ class TextEncoder:
         self.device = torch.device(device)
         self.cache_size = int(cache_size)
         self._cache: OrderedDict[str, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self.name = type(self).__name__
 
     def forward_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         raise NotImplementedError
@@ -251,4 +252,6 @@ def build_text_encoder(name: str = "minilm", path: str | os.PathLike | None = No
     """Build a registered text encoder; ``kw``: max_length, device, cache_size."""
     if name not in TEXT_ENCODERS:
         raise ValueError(f"name must be one of {sorted(TEXT_ENCODERS)}, got {name!r}")
-    return TEXT_ENCODERS[name](path, **kw)
+    encoder = TEXT_ENCODERS[name](path, **kw)
+    encoder.name = name
+    return encoder
