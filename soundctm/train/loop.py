@@ -1,0 +1,408 @@
+"""The shared training loop on ``accelerate``: every recipe (teacher, CTM student, VAE, digits) runs through it.
+
+A recipe supplies only
+
+- ``models``: ``{name: nn.Module}``; the names in ``trainable`` are optimised, the others are frozen;
+- ``data``: a map-style dataset or a resumable stream ``data(start_micro_step, rank, world_size) -> iterator``
+  (see `soundctm.train.data`);
+- ``loss_fn(batch, models, step, rng) -> (loss, logs)``: a scalar loss (per-sample losses reduced by the
+  recipe) and a dict of scalars to log; ``models`` also holds every EMA as ``"<name>_ema<decay>"``
+  (`soundctm.train.ema.ema_key`); ``rng`` is a ``torch.Generator`` on the device, seeded per micro-step;
+- optionally ``sample_fn(models, step, logger)``, called every ``sample_every`` steps on the main process.
+
+The loop owns, in this order: seeding, the Accelerator, optimizer with warm-up, the step (grad accumulation,
+clipping, optimizer, EMA), logging with throughput, samples, atomic checkpoints with exact resume, export.
+
+Exact resume: the batch of micro-step k depends only on (seed, k), and every global RNG is reseeded from
+(seed, k, rank) before the micro-step, so N steps in one go and N/2 + resume + N/2 give identical bits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.state import AcceleratorState, GradientState
+from torch import nn
+from tqdm.auto import tqdm
+
+from soundctm.config import dump_yaml, to_dict
+from soundctm.train.checkpoint import (
+    list_checkpoints,
+    load_checkpoint,
+    remove_stale,
+    resolve_resume,
+    save_checkpoint,
+)
+from soundctm.train.data import batch_stream, to_device
+from soundctm.train.ema import EMA, ema_key
+from soundctm.train.export import build_provenance, export_model, state_digest
+from soundctm.train.logging import RunLogger, ThroughputMeter
+from soundctm.train.optim import OPTIMIZERS, build_optimizer, set_lr, warmup_lr
+from soundctm.train.seeding import seed_everything, seed_micro_step
+
+LossFn = Callable[[Any, dict[str, nn.Module], int, torch.Generator], tuple[torch.Tensor, dict[str, Any]]]
+SampleFn = Callable[[dict[str, nn.Module], int, RunLogger], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Knobs of the shared loop. ``batch_size`` is the global micro-batch (all processes together)."""
+
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 32  # global batch per micro-step; per process: batch_size / num_processes
+    grad_accum: int = 1  # micro-steps per optimizer step
+    lr: float = 1e-4
+    warmup_steps: int = 0  # linear warm-up, then constant
+    optimizer: Literal["adamw", "radam"] = "adamw"
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0  # on weights with ndim >= 2 only
+    grad_clip: float | None = 1.0  # max global grad norm; None = no clipping (the norm is still logged)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    ema_decays: tuple[float, ...] = (0.999,)  # one EMA copy per trainable model and decay
+    ckpt_every: int = 1000  # a checkpoint every N steps, and one at the end
+    keep_last: int = 3  # complete checkpoints kept; 0 keeps all
+    log_every: int = 50
+    sample_every: int = 0  # 0: never call sample_fn
+    seed: int = 0
+    out_dir: Path = Path("runs/default")
+    resume: str | None = None  # None, "latest" or a checkpoint folder
+    num_workers: int = 0  # DataLoader workers for map-style datasets
+    cpu: bool = False  # force CPU even when CUDA is available
+    find_unused_parameters: bool = False  # DDP option for models with unused branches
+    tensorboard: bool = True
+    progress: bool = True  # tqdm bar on the main process
+
+    def __post_init__(self):
+        _check_positive(self, "steps", "batch_size", "grad_accum", "ckpt_every", "log_every")
+        _check_non_negative(self, "warmup_steps", "keep_last", "sample_every", "num_workers", "weight_decay")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
+        if not all(0.0 <= d < 1.0 for d in self.ema_decays):
+            raise ValueError(f"ema_decays must lie in [0, 1), got {self.ema_decays}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"mixed_precision must be 'no', 'fp16' or 'bf16', got {self.mixed_precision!r}")
+
+
+def _check_positive(cfg: TrainConfig, *names: str) -> None:
+    for name in names:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+
+
+def _check_non_negative(cfg: TrainConfig, *names: str) -> None:
+    for name in names:
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+
+
+@dataclass
+class FitResult:
+    """Where `Trainer.fit` ended."""
+
+    step: int
+    logs: dict[str, float]  # the last logged scalars
+    checkpoint: Path | None  # the last checkpoint written or resumed from
+    resumed_from: Path | None
+
+
+@dataclass
+class LogWindow:
+    """Running sums of logged scalars between two log steps (kept on the device: no sync per step)."""
+
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    steps: int = 0
+
+    def add(self, values: dict[str, Any], weight: float) -> None:
+        for name, value in values.items():
+            value = torch.as_tensor(value).detach().float().reshape(())
+            self.sums[name] = self.sums.get(name, 0.0) + value * weight
+
+    def mean_over_processes(self, accelerator: Accelerator) -> dict[str, float]:
+        """Mean of each scalar over the window's steps and over all processes; resets the window."""
+        names = sorted(self.sums)
+        if not names:
+            return {}
+        stacked = torch.stack([self.sums[n].to(accelerator.device) for n in names]) / max(self.steps, 1)
+        values = accelerator.reduce(stacked, reduction="mean").tolist()
+        self.sums, self.steps = {}, 0
+        return dict(zip(names, values))
+
+
+def make_accelerator(cfg: TrainConfig) -> Accelerator:
+    """``Accelerator`` on CUDA when available (else CPU), with the config's mixed precision."""
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)
+    return Accelerator(cpu=cfg.cpu or not torch.cuda.is_available(), mixed_precision=cfg.mixed_precision,
+                       kwargs_handlers=[ddp])
+
+
+class Trainer:
+    """One training run: ``Trainer(cfg)`` seeds and sets up accelerate, then build models, then `fit`.
+
+    Example::
+
+        with Trainer(cfg.train, run_config=cfg) as trainer:
+            models = {"net": MLP(cfg.model)}          # built after seeding: same init on every process
+            trainer.fit(models, loss_fn, dataset)
+            trainer.export(cfg.train.out_dir / "model", "net", config=cfg.model)
+    """
+
+    def __init__(self, cfg: TrainConfig, run_config: Any = None):
+        self.cfg = cfg
+        self.run_config = cfg if run_config is None else run_config
+        seed_everything(cfg.seed)
+        self.accelerator = make_accelerator(cfg)
+        self.out_dir = Path(cfg.out_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.logger = RunLogger(self.out_dir / "logs", enabled=self.is_main, tensorboard=cfg.tensorboard)
+        self.models: dict[str, nn.Module] = {}  # trainable (wrapped for DDP) + frozen + EMA copies
+        self.trainable: list[str] = []
+        self.ema: EMA | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.step = 0  # optimizer steps done
+        self.micro_step = 0  # micro-batches consumed (drives data order and RNG)
+        self.last_checkpoint: Path | None = None
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    @property
+    def rank(self) -> int:
+        return self.accelerator.process_index
+
+    @property
+    def num_processes(self) -> int:
+        return self.accelerator.num_processes
+
+    def unwrapped(self, name: str) -> nn.Module:
+        """Model ``name`` without its DDP/compile wrapper."""
+        return self.accelerator.unwrap_model(self.models[name])
+
+    # ------------------------------------------------------------------ the loop
+
+    def fit(self, models: dict[str, nn.Module], loss_fn: LossFn, data: Any, trainable: list[str] | None = None,
+            sample_fn: SampleFn | None = None, collate_fn: Callable | None = None,
+            before_commit: Callable[[Path], None] | None = None) -> FitResult:
+        """Train until ``cfg.steps`` optimizer steps (resuming first if ``cfg.resume``); see module docstring.
+
+        ``trainable``: names of the models to optimise (default: all). ``before_commit(tmp_dir)`` runs inside
+        every checkpoint save just before it is committed (a test hook).
+        """
+        cfg, acc = self.cfg, self.accelerator
+        self.setup_models(models, trainable)
+        resumed_from = self.resume()
+        self.write_run_config()
+        batches = batch_stream(data, cfg.batch_size, cfg.seed, self.micro_step, self.rank, self.num_processes,
+                               cfg.num_workers, collate_fn, pin_memory=self.device.type == "cuda")
+        meter, window, logs = ThroughputMeter(), LogWindow(), {}
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.is_main and cfg.progress), desc="train")
+        while self.step < cfg.steps:
+            lr = warmup_lr(self.step, cfg.lr, cfg.warmup_steps)
+            set_lr(self.optimizer, lr)
+            for micro in range(cfg.grad_accum):
+                batch = self.next_batch(batches, meter)
+                rng = seed_micro_step(cfg.seed, self.micro_step, self.rank, self.device)
+                with self.grad_sync(micro == cfg.grad_accum - 1):
+                    with acc.autocast():
+                        loss, step_logs = loss_fn(batch, self.models, self.step, rng)
+                    acc.backward(loss / cfg.grad_accum)
+                window.add({"train/loss": loss, **step_logs}, 1.0 / cfg.grad_accum)
+                self.micro_step += 1
+            grad_norm = self.clip_gradients()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.ema.update({n: self.unwrapped(n) for n in self.trainable})
+            self.step += 1
+            window.steps += 1
+            meter.add_step(cfg.batch_size * cfg.grad_accum)
+            bar.update(1)
+
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                logs = self.log_scalars(window, meter, lr, grad_norm, bar)
+            if sample_fn is not None and cfg.sample_every and self.step % cfg.sample_every == 0:
+                with meter.excluded():
+                    self.run_sample_fn(sample_fn)
+            if self.step % cfg.ckpt_every == 0 or self.step == cfg.steps:
+                with meter.excluded():
+                    self.save_checkpoint(before_commit)
+        bar.close()
+        self.logger.flush()
+        acc.wait_for_everyone()
+        return FitResult(self.step, logs, self.last_checkpoint, resumed_from)
+
+    # ------------------------------------------------------------------ pieces of the loop, in order
+
+    def setup_models(self, models: dict[str, nn.Module], trainable: list[str] | None) -> None:
+        """Freeze the frozen models, build the optimizer, wrap the trainable ones, create the EMAs."""
+        cfg, acc = self.cfg, self.accelerator
+        self.trainable = list(models) if trainable is None else list(trainable)
+        unknown = [n for n in self.trainable if n not in models]
+        if unknown or not self.trainable:
+            raise ValueError(f"trainable must name models among {sorted(models)}, got {self.trainable}")
+        frozen = {n: m for n, m in models.items() if n not in self.trainable}
+        for module in frozen.values():
+            module.requires_grad_(False).eval().to(self.device)
+        train_modules = [models[n].train() for n in self.trainable]
+        optimizer = build_optimizer(train_modules, cfg.optimizer, cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay)
+        *wrapped, self.optimizer = acc.prepare(*train_modules, optimizer)
+        self.models = {**frozen, **dict(zip(self.trainable, wrapped))}
+        self.ema = EMA({n: self.unwrapped(n) for n in self.trainable}, cfg.ema_decays)
+        self.models.update(self.ema.modules())
+
+    def resume(self) -> Path | None:
+        """Clean stale ``*.tmp`` folders, then load ``cfg.resume`` (if any): weights, optimizer, EMA, step."""
+        cfg = self.cfg
+        if self.is_main:
+            remove_stale(self.ckpt_dir)
+        self.accelerator.wait_for_everyone()
+        path = resolve_resume(self.ckpt_dir, cfg.resume)
+        if cfg.resume is None and list_checkpoints(self.ckpt_dir):
+            raise ValueError(f"out_dir {self.out_dir} already holds checkpoints; set resume='latest' to continue "
+                             f"or choose a new out_dir")
+        if path is None:
+            return None
+        state, ema_state = load_checkpoint(self.accelerator, path)
+        self.ema.load_state_dict(ema_state)
+        self.step, self.micro_step = int(state["step"]), int(state["micro_step"])
+        if state.get("batch_size") != cfg.batch_size and self.is_main:
+            warnings.warn(f"resuming with batch_size={cfg.batch_size} from a checkpoint trained with "
+                          f"{state.get('batch_size')}: data order is no longer that of an uninterrupted run",
+                          stacklevel=2)
+        self.last_checkpoint = path
+        return path
+
+    def write_run_config(self) -> None:
+        """Write the resolved run config to ``<out_dir>/config.yaml`` (main process)."""
+        if self.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            (self.out_dir / "config.yaml").write_text(dump_yaml(self.run_config))
+
+    def next_batch(self, batches: Iterator[Any], meter: ThroughputMeter) -> Any:
+        """The next batch on the device; the wait is charged to ``meter`` as data time."""
+        start = time.perf_counter()
+        batch = to_device(next(batches), self.device)
+        meter.add_data_wait(time.perf_counter() - start)
+        return batch
+
+    def grad_sync(self, sync: bool) -> contextlib.AbstractContextManager:
+        """No DDP all-reduce on micro-steps that only accumulate (``sync=False``)."""
+        stack = contextlib.ExitStack()
+        if not sync:
+            for name in self.trainable:
+                stack.enter_context(self.accelerator.no_sync(self.models[name]))
+        return stack
+
+    def clip_gradients(self) -> torch.Tensor:
+        """Clip the global gradient norm to ``cfg.grad_clip`` (unscaling fp16 first); returns the norm."""
+        params = [p for n in self.trainable for p in self.models[n].parameters() if p.requires_grad]
+        max_norm = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
+        return self.accelerator.clip_grad_norm_(params, max_norm)
+
+    def log_scalars(self, window: LogWindow, meter: ThroughputMeter, lr: float, grad_norm: torch.Tensor,
+                    bar: tqdm) -> dict[str, float]:
+        """Reduce the window over processes, add lr/grad-norm/throughput, write them; stop on a NaN loss."""
+        values = window.mean_over_processes(self.accelerator)
+        values.update({"train/lr": lr, "train/grad_norm": float(grad_norm)})
+        values.update(meter.report())
+        if not math.isfinite(values["train/loss"]):
+            raise FloatingPointError(f"loss is {values['train/loss']} at step {self.step}")
+        self.logger.scalars(self.step, values)
+        bar.set_postfix(loss=f"{values['train/loss']:.4g}", data=f"{values['perf/data_wait_frac']:.1%}")
+        return values
+
+    def run_sample_fn(self, sample_fn: SampleFn) -> None:
+        """Call ``sample_fn(models, step, logger)`` on the main process, in eval mode, without gradients."""
+        if not self.is_main:
+            return
+        plain = {n: self.unwrapped(n) if n in self.trainable else m for n, m in self.models.items()}
+        for name in self.trainable:
+            plain[name].eval()
+        with torch.no_grad():
+            sample_fn(plain, self.step, self.logger)
+        for name in self.trainable:
+            plain[name].train()
+
+    def save_checkpoint(self, before_commit: Callable[[Path], None] | None = None) -> Path:
+        """Atomically write ``checkpoints/ckpt-<step>/`` (all processes must call this)."""
+        state = {
+            "step": self.step,
+            "micro_step": self.micro_step,
+            "batch_size": self.cfg.batch_size,
+            "num_processes": self.num_processes,
+            "train_config": to_dict(self.cfg),
+            "run_config": to_dict(self.run_config),
+        }
+        self.last_checkpoint = save_checkpoint(self.accelerator, self.ckpt_dir, self.step, self.ema.state_dict(),
+                                               state, self.cfg.keep_last, before_commit)
+        return self.last_checkpoint
+
+    # ------------------------------------------------------------------ after training
+
+    def export(self, out_dir: str | Path, name: str | None = None, ema: bool | float = True, config: Any = None,
+               data: Any = None, metrics: dict[str, float] | None = None) -> Path:
+        """Write an inference folder for model ``name``: config.json + model.safetensors + provenance.json.
+
+        ``ema=True`` exports the EMA with the first of ``cfg.ema_decays`` (raw weights if there is none),
+        a float picks that decay, ``False`` the raw weights. ``config`` defaults to ``model.config``.
+        """
+        name = self.default_model_name() if name is None else name
+        module, weights = self.export_weights(name, ema)
+        provenance = build_provenance(self.run_config, data, {**self.logger.last, **(metrics or {})})
+        provenance.update({"model": name, "weights": weights, "step": self.step,
+                           "weights_sha256": state_digest(module.state_dict())})
+        if self.is_main:
+            export_model(module, out_dir, config, provenance)
+        self.accelerator.wait_for_everyone()
+        return Path(out_dir)
+
+    def default_model_name(self) -> str:
+        if len(self.trainable) != 1:
+            raise ValueError(f"name must be one of {self.trainable} when several models are trained")
+        return self.trainable[0]
+
+    def export_weights(self, name: str, ema: bool | float) -> tuple[nn.Module, str]:
+        """The module to export and a label (``"ema0.999"`` or ``"raw"``)."""
+        if name not in self.trainable:
+            raise ValueError(f"name must be a trained model, one of {self.trainable}; got {name!r}")
+        decay = (self.cfg.ema_decays[0] if self.cfg.ema_decays else None) if ema is True else (ema or None)
+        if decay is None:
+            return self.unwrapped(name), "raw"
+        key = ema_key(name, decay)
+        if key not in self.models:
+            raise ValueError(f"ema={ema} is not tracked; ema_decays are {self.cfg.ema_decays}")
+        return self.models[key], f"ema{decay:g}"
+
+    def close(self) -> None:
+        """Close the logger, end the process group and clear accelerate's process-wide state."""
+        self.logger.close()
+        self.accelerator.end_training()
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
