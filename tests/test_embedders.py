@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -10,8 +12,8 @@ from soundctm.metrics.embedders import (
     build_embedder,
     register_embedder,
 )
-from soundctm.metrics.panns import Cnn14, Cnn14Config, load_cnn14, log_mel_db, to_checkpoint
-from soundctm.metrics.scores import kl_divergence
+from soundctm.metrics.panns import CNN14_16K, Cnn14, Cnn14Config, load_cnn14, log_mel_db, to_checkpoint
+from soundctm.metrics.scores import clap_score_of_audio, kl_divergence
 from soundctm.metrics.vggish import (
     VGGish,
     VGGishConfig,
@@ -178,6 +180,17 @@ def test_cnn14_checkpoint_round_trip_gives_identical_outputs(tmp_path):
     np.testing.assert_allclose(emb.classify(wave.numpy(), 32000), a.logits.numpy(), atol=1e-5)
 
 
+def test_cnn14_16k_checkpoint_is_recognised_by_its_mel_filters(tmp_path):
+    model = randomise_batchnorm(Cnn14(replace(CNN14_16K, channels=TINY_CNN14.channels, num_classes=3)))
+    torch.save(to_checkpoint(model), tmp_path / "Cnn14_16k.pth")
+    emb = build_embedder("panns", tmp_path / "Cnn14_16k.pth")
+    assert emb.sample_rate == 16000 and emb.model.config == model.config
+    clips = noise(2, 0.5, 16000)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(clips))
+    np.testing.assert_allclose(emb.classify(clips, 16000), ref.logits.numpy(), atol=1e-5)
+
+
 def test_panns_kl_of_a_clip_with_itself_is_zero_and_differs_between_clips(tmp_path):
     save_tiny_cnn14(tmp_path / "cnn14.pth")
     emb = build_embedder("panns", tmp_path / "cnn14.pth")
@@ -269,3 +282,5 @@ def test_clap_round_trip_normalised_and_deterministic(tmp_path):
         ref = torch.nn.functional.normalize(model.text_projection(out.pooler_output), dim=-1)
     np.testing.assert_allclose(text, ref.numpy(), atol=1e-6)
     np.testing.assert_array_equal(again.embed_text(["a dog barks", "rain falling"]), text)
+    score = clap_score_of_audio(emb, ["a dog barks", "rain falling"], clips, 16000)
+    assert score == pytest.approx(float(np.mean(np.sum(text * audio, axis=1))), abs=1e-6)

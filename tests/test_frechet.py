@@ -52,6 +52,14 @@ def test_non_diagonal_2d_matches_scipy_sqrtm_reference():
     assert frechet_distance(stats(mu1, s1), stats(mu2, s2)) == pytest.approx(expected, rel=1e-10)
 
 
+def test_random_16d_case_matches_scipy_sqrtm_reference():
+    rng = np.random.default_rng(11)
+    s1, s2 = random_spd(rng, 16), random_spd(rng, 16)
+    mu1, mu2 = rng.standard_normal(16), rng.standard_normal(16)
+    expected = np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2 - 2 * scipy.linalg.sqrtm(s1 @ s2).real)
+    assert frechet_distance(stats(mu1, s1), stats(mu2, s2)) == pytest.approx(expected, rel=1e-8)
+
+
 def test_sqrtm_psd_squares_back_and_tolerates_singular_input():
     rng = np.random.default_rng(3)
     s = random_spd(rng, 6)

@@ -136,7 +136,7 @@ class ClapEmbedder(Embedder):
         return {k: torch.cat([f[k] for f in feats]).to(self.device) for k in ("input_features", "is_longer")}
 
     def embed_batch(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.model.get_audio_features(**self.audio_features(wave)).pooler_output
+        return pooled(self.model.get_audio_features(**self.audio_features(wave)))
 
     @torch.no_grad()
     def embed_text(self, texts: list[str]) -> np.ndarray:
@@ -148,7 +148,12 @@ class ClapEmbedder(Embedder):
         ids = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_text_length,
                              return_tensors="pt").to(self.device)
         out = self.model.get_text_features(input_ids=ids["input_ids"], attention_mask=ids["attention_mask"])
-        return out.pooler_output.float().cpu().numpy()
+        return pooled(out).float().cpu().numpy()
+
+
+def pooled(out) -> torch.Tensor:
+    """The normalised projection from ``get_*_features``: a tensor (transformers 4.x) or ``.pooler_output`` (5.x)."""
+    return out if isinstance(out, torch.Tensor) else out.pooler_output
 
 
 def check_path(name: str, path, want_dir: bool) -> str:
@@ -217,11 +222,11 @@ class PannsEmbedder(ClassifierEmbedder):
         return out.embedding, out.logits
 
 
-def build_panns_embedder(path=None, **kw) -> PannsEmbedder:
-    """Cnn14 from a ``Cnn14_mAP=0.431.pth``-style checkpoint file."""
+def build_panns_embedder(path=None, config=None, **kw) -> PannsEmbedder:
+    """Cnn14 from a ``Cnn14_mAP=0.431.pth``-style (32 kHz) or ``Cnn14_16k_*.pth`` (16 kHz) checkpoint file."""
     from soundctm.metrics.panns import load_cnn14
 
-    return PannsEmbedder(load_cnn14(check_path("panns", path, want_dir=False)), **kw)
+    return PannsEmbedder(load_cnn14(check_path("panns", path, want_dir=False), base=config), **kw)
 
 
 # --- registry ------------------------------------------------------------------------------------------------------

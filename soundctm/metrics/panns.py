@@ -34,6 +34,11 @@ class Cnn14Config:
     num_classes: int = 527
 
 
+# Kong et al. 2020 also release a 16 kHz Cnn14 (``Cnn14_16k_mAP=0.438.pth``, the one AudioLDM's evaluation uses).
+CNN14_16K = Cnn14Config(sample_rate=16000, n_fft=512, hop_length=160, fmax=8000.0)
+PRESETS_BY_FFT_BINS = {513: Cnn14Config(), 257: CNN14_16K}
+
+
 def slaney_mel_basis(config: Cnn14Config) -> torch.Tensor:
     """librosa's Slaney-normalised mel filters, transposed to ``[n_fft // 2 + 1, n_mels]``."""
     import librosa
@@ -137,14 +142,21 @@ def to_checkpoint(model: Cnn14) -> dict[str, dict[str, torch.Tensor]]:
     return {"model": state}
 
 
-def load_cnn14(path: str | os.PathLike, base: Cnn14Config = Cnn14Config()) -> Cnn14:
-    """Load a ``Cnn14_mAP=0.431.pth``-style checkpoint (``weights_only=True``; state dict under ``model``)."""
+def load_cnn14(path: str | os.PathLike, base: Cnn14Config | None = None) -> Cnn14:
+    """Load a ``Cnn14_mAP=0.431.pth``-style checkpoint (``weights_only=True``; state dict under ``model``).
+
+    Rates and band edges come from ``base``; by default the 32 kHz or 16 kHz preset, told apart by the FFT bins of
+    the stored mel filters.
+    """
     if not os.path.isfile(path):
         raise ValueError(f"path must be an existing Cnn14 checkpoint file (.pth), got {path}")
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     state = checkpoint.get("model", checkpoint)
     if "fc_audioset.weight" not in state or "bn0.weight" not in state:
         raise ValueError(f"{path} is not a Cnn14 checkpoint: 'bn0.weight'/'fc_audioset.weight' missing")
+    if base is None:
+        bins = state["logmel_extractor.melW"].shape[0] if "logmel_extractor.melW" in state else 513
+        base = PRESETS_BY_FFT_BINS.get(bins, Cnn14Config())
     model = Cnn14(config_from_checkpoint(state, base))
     model.load_state_dict(from_checkpoint_names(state, model))
     return model.eval()
