@@ -194,3 +194,19 @@ def test_cache_is_at_least_20x_faster_than_decoding_audio():
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     assert bench.run(n=16, batch_size=8, seconds=2.0, vae_preset="tiny")["ratio"] >= 20
+
+
+def test_cli_synthcaps_to_cache(tmp_path, vae):
+    SynthCaps = pytest.importorskip("soundctm.data.synthcaps").SynthCaps
+
+    vae_dir = vae.save_pretrained(tmp_path / "vae")
+    argv = ["--data", "synthcaps", "--n", "4", "--seed", "3", "--vae", str(vae_dir), "--out", str(tmp_path / "c"),
+            "--batch-size", "3"]
+    assert main(argv) == 0
+    ds, clips = LatentCacheDataset(tmp_path / "c"), SynthCaps(4, 3, "train")
+    assert len(ds) == 4 and ds.index["source"] == {"data": "synthcaps", "n": 4, "seed": 3, "split": "train"}
+    for i in range(4):
+        wave, caption, attrs = clips[i]
+        assert ds.captions[ds.caption_index[i]] == caption
+        assert ds.attributes["source"][i] == attrs["source"]
+        assert torch.allclose(ds[i]["latent"], direct_latent(vae, wave), atol=1e-5)

@@ -318,11 +318,11 @@ def manifest_examples(path: str, sample_rate: int, clip_seconds: float, n: int |
     return islice(dataset.examples(), n), dataset.skipped
 
 
-def synthcaps_examples(n: int, seed: int, split: str):
+def synthcaps_examples(n: int, seed: int, split: str, sample_rate: int, clip_seconds: float):
     """``(wave, caption, attrs)`` of ``n`` SynthCaps clips (nothing is skipped: None report)."""
     from soundctm.data.synthcaps import SynthCaps
 
-    return iter(SynthCaps(n, seed, split)), None
+    return iter(SynthCaps(n, seed, split, sr=sample_rate, duration_s=clip_seconds)), None
 
 
 class CliError(Exception):
@@ -381,7 +381,7 @@ def load_parts(args):
 def source_examples(args, sample_rate: int):
     """The examples named by ``--data`` and the report of skipped entries (manifests only)."""
     if args.data == "synthcaps":
-        return synthcaps_examples(args.n or 1000, args.seed, args.split)
+        return synthcaps_examples(args.n or 1000, args.seed, args.split, sample_rate, args.clip_seconds)
     return manifest_examples(args.data, sample_rate, args.clip_seconds, args.n)
 
 
