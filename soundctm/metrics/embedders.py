@@ -72,10 +72,11 @@ class Embedder:
         raise NotImplementedError
 
     def batches(self, waveforms, sample_rate: int):
-        """Yield float32 tensors ``[B, T']`` on the device, resampled to ``self.sample_rate``."""
-        waves = resample_batch(as_waveforms(waveforms, sample_rate), sample_rate, self.sample_rate)
+        """Yield float32 tensors ``[B, T']`` on the device, resampled (batch by batch) to ``self.sample_rate``."""
+        waves = as_waveforms(waveforms, sample_rate)
         for start in range(0, len(waves), self.batch_size):
-            yield torch.from_numpy(waves[start:start + self.batch_size]).to(self.device)
+            chunk = resample_batch(waves[start:start + self.batch_size], sample_rate, self.sample_rate)
+            yield torch.from_numpy(chunk).to(self.device)
 
     @torch.no_grad()
     def embed(self, waveforms, sample_rate: int) -> np.ndarray:
