@@ -41,6 +41,7 @@ class DataConfig:
     num_items: int = 1000
     noise: float = 0.05
     seed: int = 1234
+    jitter: float = 0.01  # std of the input noise drawn from the loss rng every step
 
 
 @dataclass(frozen=True)
@@ -75,12 +76,12 @@ def make_dataset(cfg: DataConfig, in_dim: int) -> TensorDataset:
     return TensorDataset(x, y)
 
 
-def make_loss_fn(ema_decay: float | None):
+def make_loss_fn(ema_decay: float | None, jitter: float = 0.01):
     """MSE of the net on inputs jittered with ``rng``; logs the MSE of the EMA ``ema_decay`` too."""
 
     def loss_fn(batch, models, step, rng):
         x, y = batch
-        x = x + 0.01 * torch.randn(x.shape, generator=rng, device=x.device)
+        x = x + jitter * torch.randn(x.shape, generator=rng, device=x.device)
         loss = F.mse_loss(models["net"](x), y)
         logs = {}
         if ema_decay is not None:
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         models = {"net": MLP(cfg.model)}
         data = make_dataset(cfg.data, cfg.model.in_dim)
         ema_decay = cfg.train.ema_decays[0] if cfg.train.ema_decays else None
-        trainer.fit(models, make_loss_fn(ema_decay), data)
+        trainer.fit(models, make_loss_fn(ema_decay, cfg.data.jitter), data)
         write_digest(trainer, trainer.out_dir / f"digest-rank{trainer.rank}.json")
         trainer.export(trainer.out_dir / "model", "net", config=cfg.model,
                        data={"name": "toy_regression", **vars(cfg.data)})

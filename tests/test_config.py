@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,13 +120,12 @@ def test_train_config_rejects_out_of_range(field_name, value):
         TrainConfig(**{field_name: value})
 
 
-def test_shipped_toy_yaml_loads_and_bad_cli_exits_2():
+def test_shipped_toy_yaml_loads_and_bad_cli_exits_2(capsys):
     sys.path.insert(0, str(ROOT / "recipes"))
     import train_toy_regression as toy
 
     cfg = load_config(toy.ToyRegressionConfig, ROOT / "recipes/configs/toy_regression.yaml")
     assert cfg.train.ema_decays == (0.99, 0.999) and cfg.model.hidden == 64
-    proc = subprocess.run([sys.executable, str(ROOT / "recipes/train_toy_regression.py"), "--set", "train.lrr=1"],
-                          capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().count("\n") == 0 and "'train.lrr'" in proc.stderr
+    assert toy.main(["--set", "train.lrr=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "'train.lrr'" in err

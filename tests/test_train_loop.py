@@ -1,0 +1,224 @@
+"""The shared training loop: exact resume, grad accumulation, warm-up, EMA, data order, throughput, export."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from soundctm.train import TrainConfig, Trainer, ema_key, load_exported_weights
+from soundctm.train.data import ResumableBatchSampler
+from soundctm.train.ema import EMA, ema_update
+from soundctm.train.export import read_provenance, state_digest
+from soundctm.train.logging import read_metrics
+from soundctm.train.optim import warmup_lr
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "recipes"))
+import train_toy_regression as toy  # noqa: E402
+
+SMALL = toy.ModelConfig(in_dim=4, hidden=16, depth=2, dropout=0.2)
+
+
+def train_cfg(out_dir: Path, **kw) -> TrainConfig:
+    base = dict(steps=12, batch_size=8, grad_accum=2, lr=1e-2, warmup_steps=3, ema_decays=(0.9, 0.99),
+                ckpt_every=4, keep_last=0, log_every=2, seed=7, out_dir=out_dir, progress=False,
+                tensorboard=False, cpu=True)
+    return TrainConfig(**{**base, **kw})
+
+
+def snapshot(trainer: Trainer) -> dict:
+    """Copies of the net weights, EMA weights and optimizer state after training."""
+    opt = trainer.optimizer.state_dict()
+    return {
+        "net": {k: v.clone() for k, v in trainer.unwrapped("net").state_dict().items()},
+        "ema": {k: v.clone() for k, v in trainer.ema.state_dict().items()},
+        "opt_state": state_digest(opt["state"]),
+        "opt_groups": [{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]],
+    }
+
+
+def run_toy(cfg: TrainConfig, model_cfg=SMALL, data=None, jitter=0.01, **fit_kw) -> tuple[dict, Trainer]:
+    with Trainer(cfg) as trainer:
+        data = toy.make_dataset(toy.DataConfig(num_items=40), model_cfg.in_dim) if data is None else data
+        trainer.fit({"net": toy.MLP(model_cfg)}, toy.make_loss_fn(0.9, jitter), data, **fit_kw)
+        return snapshot(trainer), trainer
+
+
+def assert_bitwise_equal(a: dict, b: dict) -> None:
+    for part in ("net", "ema"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}/{key} differs"
+    assert a["opt_state"] == b["opt_state"] and a["opt_groups"] == b["opt_groups"]
+
+
+def test_resume_is_bitwise_exact(tmp_path):
+    """12 steps straight == 6 steps + resume + 6 steps (dropout, input jitter, grad accumulation, 2 EMAs)."""
+    straight, _ = run_toy(train_cfg(tmp_path / "a"))
+    half, _ = run_toy(train_cfg(tmp_path / "b", steps=6))
+    resumed, trainer = run_toy(train_cfg(tmp_path / "b", resume="latest"))
+    assert trainer.step == 12 and trainer.micro_step == 24
+    assert_bitwise_equal(straight, resumed)
+    assert not torch.equal(half["net"]["net.0.weight"], resumed["net"]["net.0.weight"])
+    assert not torch.equal(resumed["ema"]["net_ema0.9/net.0.weight"], resumed["net"]["net.0.weight"])
+
+
+def test_resume_is_exact_for_procedural_streams(tmp_path):
+    """A callable stream data(start, rank, world) resumes exactly too."""
+
+    def stream(start, rank, world):
+        step = start
+        while True:
+            g = torch.Generator().manual_seed(1000 + step)
+            x = torch.randn(8, 4, generator=g)[rank * 8 // world:(rank + 1) * 8 // world]
+            yield x, x.sum(1, keepdim=True).sin()
+            step += 1
+
+    straight, _ = run_toy(train_cfg(tmp_path / "a", steps=8), data=stream)
+    run_toy(train_cfg(tmp_path / "b", steps=3), data=stream)
+    resumed, _ = run_toy(train_cfg(tmp_path / "b", steps=8, resume="latest"), data=stream)
+    assert_bitwise_equal(straight, resumed)
+
+
+def test_grad_accumulation_matches_large_batch(tmp_path):
+    """batch 8 × accum 2 sees the same 16 samples per step as batch 16 × accum 1: same weights (fp rounding)."""
+    no_dropout = toy.ModelConfig(in_dim=4, hidden=16, depth=2, dropout=0.0)
+    accum, _ = run_toy(train_cfg(tmp_path / "a", steps=6), no_dropout, jitter=0.0)
+    big, _ = run_toy(train_cfg(tmp_path / "b", steps=6, batch_size=16, grad_accum=1), no_dropout, jitter=0.0)
+    for key in accum["net"]:
+        torch.testing.assert_close(accum["net"][key], big["net"][key], atol=1e-6, rtol=1e-5)
+
+
+def test_warmup_lr_closed_form_and_logged(tmp_path):
+    assert [warmup_lr(s, 1.0, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_lr(0, 3e-4, 0) == 3e-4
+    run_toy(train_cfg(tmp_path, steps=6, log_every=1))
+    logged = {row["step"]: row["train/lr"] for row in read_metrics(tmp_path / "logs")}
+    assert logged == pytest.approx({s + 1: 1e-2 * min(1, (s + 1) / 3) for s in range(6)})
+
+
+def test_ema_update_closed_form():
+    """After k updates towards a fixed θ: θ_ema = θ + β^k (θ_ema,0 − θ)."""
+    model, start = nn.Linear(3, 2), nn.Linear(3, 2)
+    ema = EMA({"m": start}, (0.9,))
+    theta0 = ema.tracks["m_ema0.9"].module.weight.clone()
+    for _ in range(5):
+        ema.update({"m": model})
+    expected = model.weight + 0.9**5 * (theta0 - model.weight)
+    torch.testing.assert_close(ema.modules()["m_ema0.9"].weight, expected)
+    assert not any(p.requires_grad for p in ema.modules()["m_ema0.9"].parameters())
+    ema_update(start, model, 0.0)
+    assert torch.equal(start.weight, model.weight)
+
+
+def test_ema_is_in_model_dict_and_tracks_weights(tmp_path):
+    """The loss reads models['net_ema0.9'] every step; after the run it equals the EMA recursion."""
+    seen = []
+
+    def loss_fn(batch, models, step, rng):
+        seen.append(models[ema_key("net", 0.9)].weight.detach().clone())
+        return ((models["net"](batch[0]) - batch[1]) ** 2).mean(), {}
+
+    cfg = train_cfg(tmp_path, steps=5, grad_accum=1, ema_decays=(0.9,))
+    x = torch.randn(40, 4)
+    with Trainer(cfg) as trainer:
+        trainer.fit({"net": nn.Linear(4, 1)}, loss_fn, torch.utils.data.TensorDataset(x, x[:, :1]))
+        final_ema = trainer.models["net_ema0.9"].weight.detach().clone()
+        final_net = trainer.unwrapped("net").weight.detach().clone()
+    # seen[k] is the EMA read by the loss at step k; seen[0] is the initial net (a copy made before training)
+    assert len(seen) == 5 and not torch.equal(seen[0], seen[-1])
+    torch.testing.assert_close(final_ema, 0.9 * seen[-1] + 0.1 * final_net)
+
+
+def test_batch_sampler_epochs_shards_and_offsets():
+    full = ResumableBatchSampler(10, 4, seed=3)
+    stream = [i for step in range(5) for i in full.global_batch(step)]  # 20 positions = 2 epochs
+    assert sorted(stream[:10]) == list(range(10)) and sorted(stream[10:]) == list(range(10))
+    assert stream[:10] != stream[10:]
+    shards = [ResumableBatchSampler(10, 4, seed=3, start=2, rank=r, world_size=2) for r in range(2)]
+    first = [next(iter(s)) for s in shards]
+    assert first[0] + first[1] == full.global_batch(2)
+    with pytest.raises(ValueError, match="divisible"):
+        ResumableBatchSampler(10, 5, seed=3, world_size=2)
+
+
+class SlowDataset(torch.utils.data.Dataset):
+    """Every item costs ``delay`` seconds."""
+
+    def __init__(self, delay: float):
+        self.delay, self.x = delay, torch.randn(64, 4)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        time.sleep(self.delay)
+        return self.x[i], self.x[i, :1]
+
+
+def test_throughput_accounting_sees_slow_data(tmp_path):
+    """8 items × 5 ms per micro-batch dominate a tiny MLP step: data wait share > 50 %, steps/s < 25."""
+    cfg = train_cfg(tmp_path, steps=8, batch_size=8, grad_accum=1, log_every=4, ckpt_every=100)
+    run_toy(cfg, data=SlowDataset(0.005))
+    rows = read_metrics(tmp_path / "logs")
+    assert [r["step"] for r in rows] == [4, 8]
+    for row in rows:
+        assert 0.5 < row["perf/data_wait_frac"] <= 1.0
+        assert 0 < row["perf/steps_per_s"] < 25
+        assert row["perf/samples_per_s"] == pytest.approx(8 * row["perf/steps_per_s"])
+
+
+def test_export_writes_ema_weights_config_and_provenance(tmp_path):
+    with Trainer(train_cfg(tmp_path / "run", steps=4)) as trainer:
+        trainer.fit({"net": toy.MLP(SMALL)}, toy.make_loss_fn(0.9), toy.make_dataset(toy.DataConfig(40), 4))
+        out = trainer.export(tmp_path / "model", config=SMALL, data={"name": "toy"}, metrics={"fd": 1.5})
+        raw = trainer.export(tmp_path / "raw", ema=False, config=SMALL)
+        ema99 = trainer.models["net_ema0.99"].state_dict()
+        ema9 = trainer.models["net_ema0.9"].state_dict()
+        net = trainer.unwrapped("net").state_dict()
+    loaded = load_exported_weights(toy.MLP(SMALL), out).state_dict()
+    assert all(torch.equal(loaded[k], ema9[k]) for k in ema9)
+    assert not all(torch.equal(loaded[k], ema99[k]) for k in ema99)
+    assert all(torch.equal(load_file(raw / "model.safetensors")[k], net[k]) for k in net)
+    prov = read_provenance(out)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    assert prov["git_commit"] == head and prov["weights"] == "ema0.9" and prov["step"] == 4
+    assert prov["weights_sha256"] == state_digest(ema9)
+    assert prov["config"]["steps"] == 4 and prov["data"] == {"name": "toy"} and prov["metrics"]["fd"] == 1.5
+    assert "train/loss" in prov["metrics"] and prov["command"]
+    assert (out / "config.json").read_text().count('"hidden": 16') == 1
+
+
+def test_sample_fn_runs_in_eval_mode_at_its_steps(tmp_path):
+    calls = []
+
+    def sample_fn(models, step, logger):
+        calls.append((step, models["net"].training, torch.is_grad_enabled()))
+        logger.image("digits", torch.rand(8, 8), step)
+        logger.audio("tone", torch.sin(torch.arange(1600) * 0.3), 16000, step)
+
+    run_toy(train_cfg(tmp_path, steps=6, sample_every=3, tensorboard=True), sample_fn=sample_fn)
+    assert calls == [(3, False, False), (6, False, False)]
+    assert list((tmp_path / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_nan_loss_stops_and_existing_run_needs_resume(tmp_path):
+    def nan_loss(batch, models, step, rng):
+        return models["net"](batch[0]).sum() * float("nan"), {}
+
+    with Trainer(train_cfg(tmp_path / "nan", steps=4)) as trainer:
+        with pytest.raises(FloatingPointError, match="step 2"):
+            trainer.fit({"net": toy.MLP(SMALL)}, nan_loss, toy.make_dataset(toy.DataConfig(40), 4))
+    run_toy(train_cfg(tmp_path / "done", steps=4))
+    with pytest.raises(ValueError, match="resume='latest'"):
+        run_toy(train_cfg(tmp_path / "done", steps=8))
+    with pytest.raises(ValueError, match="trainable"):
+        with Trainer(train_cfg(tmp_path / "x")) as trainer:
+            trainer.fit({"net": toy.MLP(SMALL)}, nan_loss, [], trainable=["student"])
