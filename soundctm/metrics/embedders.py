@@ -169,9 +169,9 @@ def check_path(name: str, path, want_dir: bool) -> str:
 
 def build_clap_embedder(path=None, **kw) -> ClapEmbedder:
     """ClapModel + ClapFeatureExtractor (+ tokenizer, if present) from a local folder."""
+    path = check_path("clap", path, want_dir=True)
     from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
 
-    path = check_path("clap", path, want_dir=True)
     model, extractor = ClapModel.from_pretrained(path), ClapFeatureExtractor.from_pretrained(path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
