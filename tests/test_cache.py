@@ -1,6 +1,8 @@
 """Latent cache: latents equal direct VAE encoding, one text row per unique caption, disk round trip, CLI."""
 
+import functools
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -42,9 +44,14 @@ def make_examples(n=10, length=N_SAMPLES):
             for i in range(n)]
 
 
+@functools.lru_cache
+def mel_of(config):
+    return MelSpectrogram(config)
+
+
 def direct_latent(vae, wave):
     with torch.no_grad():
-        return vae.encode(MelSpectrogram(vae.config.mel)(torch.from_numpy(wave)[None]))[0]
+        return vae.encode(mel_of(vae.config.mel)(torch.from_numpy(wave)[None]))[0]
 
 
 def test_latents_and_captions_match_direct_encoding(vae, text_encoder):
@@ -94,6 +101,8 @@ def test_write_then_read_round_trip(tmp_path, vae, text_encoder):
             assert torch.equal(item["pooled"], memory.text.pooled[c])
     with pytest.raises(IndexError):
         ds[10]
+    clone = pickle.loads(pickle.dumps(ds))  # what DataLoader workers receive
+    assert torch.equal(clone[7]["latent"], memory.latents[7])
 
 
 def test_saved_cache_loads_back_equal(tmp_path, vae, text_encoder):

@@ -256,10 +256,14 @@ class LatentCacheDataset(Dataset):
         self.text = TextEmbedding(table["tokens"], table["mask"], table["pooled"])
         counts = [s["num_samples"] for s in self.index["shards"]]
         self._starts = np.cumsum([0] + counts)
-        files = [str(self.cache_dir / s["file"]) for s in self.index["shards"]]
-        self.caption_index = torch.cat([load_file(f)["caption_index"] for f in files])
-        self.latents = torch.cat([load_file(f)["latent"] for f in files]) if in_memory else None
-        self._handles = None if in_memory else [safe_open(f, framework="pt") for f in files]
+        self._files = [str(self.cache_dir / s["file"]) for s in self.index["shards"]]
+        self.caption_index = torch.cat([load_file(f)["caption_index"] for f in self._files])
+        self.latents = torch.cat([load_file(f)["latent"] for f in self._files]) if in_memory else None
+        self._handles: dict[int, object] = {}
+
+    def __getstate__(self) -> dict:
+        """Pickle without open shard handles (DataLoader workers reopen them)."""
+        return {**self.__dict__, "_handles": {}}
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -276,6 +280,8 @@ class LatentCacheDataset(Dataset):
             return self.latents[index]
         shard = int(np.searchsorted(self._starts, index, side="right") - 1)
         offset = index - int(self._starts[shard])
+        if shard not in self._handles:
+            self._handles[shard] = safe_open(self._files[shard], framework="pt")
         return self._handles[shard].get_slice("latent")[offset : offset + 1][0]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
