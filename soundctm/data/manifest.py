@@ -137,7 +137,8 @@ def probe_audio(path: Path) -> str | None:
 class ManifestDataset(Dataset):
     """``(wave float32 [T], caption)`` pairs from a manifest, mono at ``sample_rate``, cropped/padded to the clip.
 
-    ``caption_dropout`` = p returns ``""`` (the unconditional caption) with probability p; the draw and a random
+    ``caption_dropout`` = p returns ``""`` (the unconditional caption: encode batches with ``allow_empty=True``)
+    with probability p; the draw and a random
     crop use a generator seeded by ``(seed, epoch, index)``, so an item is reproducible (see ``set_epoch``).
     """
 
