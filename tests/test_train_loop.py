@@ -129,11 +129,13 @@ def test_ema_is_in_model_dict_and_tracks_weights(tmp_path):
     cfg = train_cfg(tmp_path, steps=5, grad_accum=1, ema_decays=(0.9,))
     x = torch.randn(40, 4)
     with Trainer(cfg) as trainer:
-        trainer.fit({"net": nn.Linear(4, 1)}, loss_fn, torch.utils.data.TensorDataset(x, x[:, :1]))
+        net = nn.Linear(4, 1)
+        initial = net.weight.detach().clone()
+        trainer.fit({"net": net}, loss_fn, torch.utils.data.TensorDataset(x, x[:, :1]))
         final_ema = trainer.models["net_ema0.9"].weight.detach().clone()
         final_net = trainer.unwrapped("net").weight.detach().clone()
     # seen[k] is the EMA read by the loss at step k; seen[0] is the initial net (a copy made before training)
-    assert len(seen) == 5 and not torch.equal(seen[0], seen[-1])
+    assert len(seen) == 5 and torch.equal(seen[0], initial) and not torch.equal(seen[0], seen[-1])
     torch.testing.assert_close(final_ema, 0.9 * seen[-1] + 0.1 * final_net)
 
 
@@ -222,3 +224,17 @@ def test_nan_loss_stops_and_existing_run_needs_resume(tmp_path):
     with pytest.raises(ValueError, match="trainable"):
         with Trainer(train_cfg(tmp_path / "x")) as trainer:
             trainer.fit({"net": toy.MLP(SMALL)}, nan_loss, [], trainable=["student"])
+
+
+def test_bf16_autocasts_the_loss_and_keeps_fp32_weights(tmp_path):
+    dtypes = []
+
+    def loss_fn(batch, models, step, rng):
+        dtypes.append(models["net_ema0.9"](batch[0]).dtype)  # unprepared modules run under autocast too
+        return ((models["net"](batch[0]) - batch[1]) ** 2).mean(), {}
+
+    with Trainer(train_cfg(tmp_path, steps=2, grad_accum=1, mixed_precision="bf16")) as trainer:
+        trainer.fit({"net": toy.MLP(SMALL)}, loss_fn, toy.make_dataset(toy.DataConfig(40), 4))
+        assert dtypes == [torch.bfloat16, torch.bfloat16]
+        assert all(p.dtype == torch.float32 for p in trainer.models["net_ema0.9"].parameters())
+        assert all(p.dtype == torch.float32 for p in trainer.unwrapped("net").parameters())

@@ -64,6 +64,17 @@ class EMA:
         for track in self.tracks.values():
             ema_update(track.module, models[track.source], track.decay)
 
+    def to(self, device: torch.device) -> EMA:
+        for track in self.tracks.values():
+            track.module.to(device)
+        return self
+
+    @torch.no_grad()
+    def reset(self, models: dict[str, nn.Module]) -> None:
+        """Set every average equal to the current weights of its source model."""
+        for track in self.tracks.values():
+            track.module.load_state_dict(models[track.source].state_dict())
+
     def modules(self) -> dict[str, nn.Module]:
         """``{ema_key: module}`` of all averages."""
         return {key: t.module for key, t in self.tracks.items()}

@@ -265,10 +265,13 @@ class Trainer:
         for module in frozen.values():
             module.requires_grad_(False).eval().to(self.device)
         train_modules = [models[n].train() for n in self.trainable]
+        # EMA copies are taken before accelerate patches forward (so they autocast like any frozen model)
+        self.ema = EMA(dict(zip(self.trainable, train_modules)), cfg.ema_decays)
         optimizer = build_optimizer(train_modules, cfg.optimizer, cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay)
         *wrapped, self.optimizer = acc.prepare(*train_modules, optimizer)
         self.models = {**frozen, **dict(zip(self.trainable, wrapped))}
-        self.ema = EMA({n: self.unwrapped(n) for n in self.trainable}, cfg.ema_decays)
+        self.ema.to(self.device)
+        self.ema.reset({n: self.unwrapped(n) for n in self.trainable})  # start from the (DDP-broadcast) weights
         self.models.update(self.ema.modules())
 
     def resume(self) -> Path | None:
