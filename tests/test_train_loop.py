@@ -18,6 +18,7 @@ from soundctm.train.ema import EMA, ema_update
 from soundctm.train.export import read_provenance, state_digest
 from soundctm.train.logging import read_metrics
 from soundctm.train.optim import warmup_lr
+from soundctm.train.seeding import seed_micro_step, step_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "recipes"))
@@ -149,6 +150,23 @@ def test_batch_sampler_epochs_shards_and_offsets():
     assert first[0] + first[1] == full.global_batch(2)
     with pytest.raises(ValueError, match="divisible"):
         ResumableBatchSampler(10, 5, seed=3, world_size=2)
+
+
+def draws(seed: int, micro_step: int, rank: int) -> tuple:
+    """One draw from every generator after reseeding for (seed, micro_step, rank)."""
+    import random
+
+    import numpy as np
+
+    g = seed_micro_step(seed, micro_step, rank, torch.device("cpu"))
+    return random.random(), float(np.random.rand()), float(torch.rand(())), float(torch.rand((), generator=g))
+
+
+def test_micro_step_seeding_is_a_function_of_seed_step_rank():
+    assert draws(1, 5, 0) == draws(1, 5, 0)
+    assert len({draws(1, 5, 0), draws(1, 6, 0), draws(1, 5, 1), draws(2, 5, 0)}) == 4
+    assert len({step_seed(s, k, r) for s in range(3) for k in range(100) for r in range(4)}) == 1200
+    assert all(0 <= step_seed(s, 7, 0) < 2**63 for s in range(10))
 
 
 class SlowDataset(torch.utils.data.Dataset):

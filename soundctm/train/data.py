@@ -48,15 +48,21 @@ class ResumableBatchSampler(Sampler[list[int]]):
         self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
 
     def global_batch(self, micro_step: int) -> list[int]:
-        """All ``batch_size`` dataset indices of global micro-step ``micro_step``."""
-        first = micro_step * self.batch_size
-        return [self._index_at(p) for p in range(first, first + self.batch_size)]
+        """All ``batch_size`` dataset indices of global micro-step ``micro_step`` (stream positions
+        ``[k·B, (k+1)·B)``; position p is item ``perm_{p // N}[p % N]``)."""
+        position, end = micro_step * self.batch_size, (micro_step + 1) * self.batch_size
+        pieces = []
+        while position < end:
+            epoch, offset = divmod(position, self.num_items)
+            take = min(end - position, self.num_items - offset)
+            pieces.append(self._permutation(epoch)[offset:offset + take])
+            position += take
+        return torch.cat(pieces).tolist()
 
-    def _index_at(self, position: int) -> int:
-        epoch, offset = divmod(position, self.num_items)
+    def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
             self._epoch, self._perm = epoch, epoch_permutation(self.num_items, self.seed, epoch)
-        return int(self._perm[offset])
+        return self._perm
 
     def __iter__(self) -> Iterator[list[int]]:
         step = self.start

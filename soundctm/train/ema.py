@@ -28,8 +28,12 @@ def frozen_copy(model: nn.Module) -> nn.Module:
 @torch.no_grad()
 def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
     """θ_ema ← θ_ema + (1 − β)(θ − θ_ema) for float parameters/buffers; other buffers are copied."""
-    for p_ema, p in zip(ema_model.parameters(), model.parameters()):
-        p_ema.lerp_(p.detach().to(p_ema.dtype), 1.0 - decay)
+    ema_params, params = list(ema_model.parameters()), [p.detach() for p in model.parameters()]
+    if all(a.dtype == b.dtype and a.device == b.device for a, b in zip(ema_params, params)):
+        torch._foreach_lerp_(ema_params, params, 1.0 - decay)  # one fused call instead of one per tensor
+    else:
+        for p_ema, p in zip(ema_params, params):
+            p_ema.lerp_(p.to(p_ema.dtype), 1.0 - decay)
     for b_ema, b in zip(ema_model.buffers(), model.buffers()):
         if b_ema.is_floating_point():
             b_ema.lerp_(b.to(b_ema.dtype), 1.0 - decay)

@@ -171,6 +171,8 @@ class Trainer:
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.logger = RunLogger(self.out_dir / "logs", enabled=self.is_main, tensorboard=cfg.tensorboard)
         self.models: dict[str, nn.Module] = {}  # trainable (wrapped for DDP) + frozen + EMA copies
+        self._unwrapped: dict[str, nn.Module] = {}
+        self._trainable_params: list[nn.Parameter] = []
         self.trainable: list[str] = []
         self.ema: EMA | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -198,7 +200,9 @@ class Trainer:
 
     def unwrapped(self, name: str) -> nn.Module:
         """Model ``name`` without its DDP/compile wrapper."""
-        return self.accelerator.unwrap_model(self.models[name])
+        if name not in self._unwrapped:
+            self._unwrapped[name] = self.accelerator.unwrap_model(self.models[name])
+        return self._unwrapped[name]
 
     # ------------------------------------------------------------------ the loop
 
@@ -270,6 +274,8 @@ class Trainer:
         optimizer = build_optimizer(train_modules, cfg.optimizer, cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay)
         *wrapped, self.optimizer = acc.prepare(*train_modules, optimizer)
         self.models = {**frozen, **dict(zip(self.trainable, wrapped))}
+        self._unwrapped = {}
+        self._trainable_params = [p for m in wrapped for p in m.parameters() if p.requires_grad]
         self.ema.to(self.device)
         self.ema.reset({n: self.unwrapped(n) for n in self.trainable})  # start from the (DDP-broadcast) weights
         self.models.update(self.ema.modules())
@@ -319,9 +325,8 @@ class Trainer:
 
     def clip_gradients(self) -> torch.Tensor:
         """Clip the global gradient norm to ``cfg.grad_clip`` (unscaling fp16 first); returns the norm."""
-        params = [p for n in self.trainable for p in self.models[n].parameters() if p.requires_grad]
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
-        return self.accelerator.clip_grad_norm_(params, max_norm)
+        return self.accelerator.clip_grad_norm_(self._trainable_params, max_norm)
 
     def log_scalars(self, window: LogWindow, meter: ThroughputMeter, lr: float, grad_norm: torch.Tensor,
                     bar: tqdm) -> dict[str, float]:

@@ -23,7 +23,12 @@ def step_seed(seed: int, micro_step: int, rank: int) -> int:
 
 
 def seed_micro_step(seed: int, micro_step: int, rank: int, device: torch.device) -> torch.Generator:
-    """Reseed all global generators for this micro-step and return a matching generator on ``device``."""
+    """Reseed the global generators this process uses (Python, NumPy, torch CPU and ``device``) for this
+    micro-step; return a matching generator on ``device``."""
     s = step_seed(seed, micro_step, rank)
-    seed_everything(s)
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.default_generator.manual_seed(s)  # torch.manual_seed would also queue lazy seeds for idle backends
+    if device.type == "cuda":
+        torch.cuda.manual_seed(s)  # the current device
     return torch.Generator(device=device).manual_seed(s)
