@@ -256,3 +256,17 @@ def test_bf16_autocasts_the_loss_and_keeps_fp32_weights(tmp_path):
         assert dtypes == [torch.bfloat16, torch.bfloat16]
         assert all(p.dtype == torch.float32 for p in trainer.models["net_ema0.9"].parameters())
         assert all(p.dtype == torch.float32 for p in trainer.unwrapped("net").parameters())
+
+
+def test_train_cli_runs_a_registered_recipe(tmp_path, capsys):
+    from soundctm.train import cli
+
+    assert cli.recipe_path("toy-regression").is_file()
+    assert cli.main(["nope"]) == 2 and "unknown recipe 'nope'" in capsys.readouterr().err
+    out = tmp_path / "run"
+    sets = [f"train.out_dir={out}", "train.steps=3", "train.progress=false", "train.tensorboard=false",
+            "data.num_items=64"]
+    assert cli.main(["toy-regression", *[a for s in sets for a in ("--set", s)]]) == 0
+    assert (out / "checkpoints" / "ckpt-000003").is_dir() and (out / "model" / "provenance.json").is_file()
+    assert cli.main(["toy-regression", "--set", "train.steps=-1"]) == 2
+    assert "steps must be >= 1" in capsys.readouterr().err
