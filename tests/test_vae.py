@@ -1,5 +1,6 @@
 import json
 import math
+import sys
 
 import pytest
 import torch
@@ -118,3 +119,37 @@ def test_presets_and_bad_inputs():
         _small_vae().encode(torch.zeros(1, 80, 16))
     with pytest.raises(ValueError, match="config.json"):
         AudioVAE.from_pretrained("/nonexistent/folder")
+
+
+def _recipe():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "train_vae.py"
+    spec = importlib.util.spec_from_file_location("train_vae_recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recipe_random_crops_are_contiguous_windows():
+    recipe = _recipe()
+    mels = torch.arange(3 * 2 * 20, dtype=torch.float32).reshape(3, 2, 20)
+    crops = recipe.random_crops(mels, 5, torch.Generator().manual_seed(0))
+    assert crops.shape == (3, 2, 5)
+    starts = crops[:, 0, 0] - mels[:, 0, 0]
+    for b in range(3):
+        s = int(starts[b])
+        assert 0 <= s <= 15 and torch.equal(crops[b], mels[b, :, s : s + 5])
+
+
+def test_recipe_latent_scale_gives_unit_std_and_cli_errors(capsys):
+    recipe = _recipe()
+    vae = _small_vae()
+    mels = torch.randn(4, 64, 16)
+    vae.set_scale_factor(recipe.latent_scale(vae, mels))
+    with torch.no_grad():
+        assert vae.encode(mels).std().item() == pytest.approx(1.0, rel=1e-4)
+    assert recipe.main(["--set", "data.n_train=oops"]) == 2
+    assert "train_vae:" in capsys.readouterr().err
