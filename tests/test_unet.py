@@ -71,6 +71,9 @@ def test_save_load_round_trip(tmp_path):
             assert torch.equal(loaded.eval()(*args, tokens, mask), module(*args, tokens, mask))
     with pytest.raises(FileNotFoundError, match="not a model directory"):
         load_unet_dir(tmp_path / "missing")
+    assert isinstance(TextUNet.from_pretrained(teacher.save_pretrained(tmp_path / "t2")), TextUNet)
+    with pytest.raises(ValueError, match="holds a teacher"):
+        TwoTimeTextUNet.from_pretrained(tmp_path / "t2")
 
 
 def test_audioldm_style_diffusers_unet_loads_and_serves_as_vp_teacher(tmp_path):

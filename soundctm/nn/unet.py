@@ -80,6 +80,13 @@ class TextUNet(nn.Module):
         return self.unet(x_in, c_noise * self.noise_scale, encoder_hidden_states=tokens,
                          encoder_attention_mask=mask).sample
 
+    def save_pretrained(self, directory: str | Path) -> Path:
+        return save_unet_dir(self, directory, "teacher")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> TextUNet:
+        return _load_kind(directory, cls)
+
 
 class TwoTimeTextUNet(nn.Module):
     """Raw CTM student network: the teacher UNet with s and ω embeddings added through ``timestep_cond``."""
@@ -107,6 +114,13 @@ class TwoTimeTextUNet(nn.Module):
                           self.unet.time_proj(omega * self.omega_scale)], 1).to(x_in.dtype)
         return self.unet(x_in, c_noise_t * self.noise_scale, encoder_hidden_states=tokens,
                          encoder_attention_mask=mask, timestep_cond=cond).sample
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        return save_unet_dir(self, directory, "student")
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> TwoTimeTextUNet:
+        return _load_kind(directory, cls)
 
 
 def vp_sigmas(alphas_cumprod: torch.Tensor) -> torch.Tensor:
@@ -175,15 +189,16 @@ class UNetFeatures:
 
 # ---- save / load: config.json + model.safetensors ----
 
-def save_unet_dir(module: nn.Module, directory: str | Path, kind: str, extra: dict | None = None) -> None:
-    """Write ``config.json`` (diffusers UNet config + our fields) and ``model.safetensors``."""
+def save_unet_dir(module: nn.Module, directory: str | Path, kind: str, extra: dict | None = None) -> Path:
+    """Write ``config.json`` (diffusers UNet config + our fields) and ``model.safetensors`` (the module's state)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     config = {"kind": kind, "unet": dict(module.unet.config), "noise_scale": module.noise_scale, **(extra or {})}
     if isinstance(module, TwoTimeTextUNet):
         config["omega_scale"] = module.omega_scale
     (directory / "config.json").write_text(json.dumps(config, indent=2, default=list))
-    save_file({k: v.contiguous() for k, v in module.unet.state_dict().items()}, directory / "model.safetensors")
+    save_file({k: v.contiguous() for k, v in module.state_dict().items()}, directory / "model.safetensors")
+    return directory
 
 
 def load_unet_dir(directory: str | Path) -> tuple[nn.Module, dict]:
@@ -193,13 +208,23 @@ def load_unet_dir(directory: str | Path) -> tuple[nn.Module, dict]:
     if not cfg_path.is_file() or not weights.is_file():
         raise FileNotFoundError(f"{directory} is not a model directory (needs config.json and model.safetensors)")
     config = json.loads(cfg_path.read_text())
-    unet_cfg = {k: v for k, v in config["unet"].items() if not k.startswith("_")}
-    unet = UNet2DConditionModel(**unet_cfg)
-    unet.load_state_dict(load_file(weights))
+    if config.get("kind") not in ("teacher", "student"):
+        raise ValueError(f"{cfg_path}: 'kind' must be 'teacher' or 'student', got {config.get('kind')!r}")
+    unet = UNet2DConditionModel(**{k: v for k, v in config["unet"].items() if not k.startswith("_")})
     if config["kind"] == "student":
-        return TwoTimeTextUNet(unet, config["noise_scale"], config.get("omega_scale", 100.0)), config
-    return TextUNet(unet, config["noise_scale"]), config
+        module = TwoTimeTextUNet(unet, config["noise_scale"], config.get("omega_scale", 100.0))
+    else:
+        module = TextUNet(unet, config["noise_scale"])
+    module.load_state_dict(load_file(weights))
+    return module, config
 
 
 def unet_config_dict(config: UNetConfig) -> dict:
     return asdict(config)
+
+
+def _load_kind(directory, cls):
+    module, config = load_unet_dir(directory)
+    if not isinstance(module, cls):
+        raise ValueError(f"{directory} holds a {config['kind']} network, not a {cls.__name__}")
+    return module
