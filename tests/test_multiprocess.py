@@ -35,13 +35,18 @@ def recipe_args(out_dir: Path, steps: int, *extra: str) -> list[str]:
     return ["--config", str(CONFIG)] + [arg for s in sets for arg in ("--set", s)]
 
 
-def launch_two_processes(out_dir: Path, steps: int, *extra: str) -> None:
+def accelerate_launch(script: Path, *args: str) -> None:
+    """Run ``script`` in 2 gloo CPU processes (``--multi_gpu`` with no visible GPU) and check it succeeds."""
     cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-           str(ROOT / "recipes" / "train_toy_regression.py"), *recipe_args(out_dir, steps, *extra)]
+           str(script), *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def launch_two_processes(out_dir: Path, steps: int, *extra: str) -> None:
+    accelerate_launch(ROOT / "recipes" / "train_toy_regression.py", *recipe_args(out_dir, steps, *extra))
 
 
 def digests(out_dir: Path) -> list[dict]:
@@ -81,3 +86,48 @@ def test_two_processes_with_dropout_stay_identical(tmp_path):
     launch_two_processes(tmp_path, 10, "model.dropout=0.2", "train.grad_accum=2")
     ranks = digests(tmp_path)
     assert len(ranks) == 2 and ranks[0] == ranks[1] and ranks[0]["step"] == 10
+
+
+GROUPS_SCRIPT = """
+import json, sys
+from pathlib import Path
+import torch
+from torch import nn
+from soundctm.train import TrainConfig, Trainer
+from soundctm.train.export import state_digest
+
+def linear(seed):
+    torch.manual_seed(seed)
+    return nn.Linear(4, 1)
+
+def loss_a(batch, models, step, rng):
+    x = batch[0] + 0.1 * torch.randn(batch[0].shape, generator=rng)
+    return ((models["a"](x) + models["b"](x)) ** 2).mean(), {}
+
+def loss_b(batch, models, step, rng):
+    with torch.no_grad():
+        fake = models["a"](batch[0])
+    return ((models["b"](batch[0]) - fake - 1) ** 2).mean(), {}
+
+out = Path(sys.argv[1])
+cfg = TrainConfig(steps=6, batch_size=8, grad_accum=2, lr=1e-2, ema_decays=(0.9,), ckpt_every=3, log_every=2,
+                  out_dir=out, progress=False, tensorboard=False, cpu=True)
+data = torch.utils.data.TensorDataset(torch.randn(40, 4, generator=torch.Generator().manual_seed(5)))
+with Trainer(cfg) as trainer:
+    trainer.fit({"a": linear(1), "b": linear(2)}, {"a": loss_a, "b": loss_b}, data,
+                trainable={"a": ["a"], "b": ["b"]}, ema_models=["a"])
+    digest = {n: state_digest(trainer.unwrapped(n).state_dict()) for n in "ab"}
+    digest["opt"] = [state_digest(o.state_dict()["state"]) for o in trainer.optimizers.values()]
+    (out / f"digest-rank{trainer.rank}.json").write_text(json.dumps(digest))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not ACCELERATE.exists(), reason="accelerate launcher not installed")
+def test_two_processes_with_optimizer_groups(tmp_path):
+    """Adversarial-style optimizer groups under DDP: both ranks end identical."""
+    script = tmp_path / "groups.py"
+    script.write_text(GROUPS_SCRIPT)
+    accelerate_launch(script, str(tmp_path / "run"))
+    ranks = digests(tmp_path / "run")
+    assert len(ranks) == 2 and ranks[0] == ranks[1]

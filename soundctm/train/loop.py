@@ -10,6 +10,11 @@ A recipe supplies only
   (`soundctm.train.ema.ema_key`); ``rng`` is a ``torch.Generator`` on the device, seeded per micro-step;
 - optionally ``sample_fn(models, step, logger)``, called every ``sample_every`` steps on the main process.
 
+Adversarial training (e.g. a CTM student + discriminator) uses optimizer groups: ``trainable={"student":
+["student"], "disc": ["disc"]}`` and ``loss_fn={"student": g_loss, "disc": d_loss}``. Each step runs the groups
+in order on the same micro-batches; each group backpropagates its own loss, clips and steps its own optimizer,
+then all gradients are cleared, so gradients a loss leaks into another group's weights are discarded.
+
 The loop owns, in this order: seeding, the Accelerator, optimizer with warm-up, the step (grad accumulation,
 clipping, optimizer, EMA), logging with throughput, samples, atomic checkpoints with exact resume, export.
 
@@ -51,6 +56,7 @@ from soundctm.train.seeding import seed_everything, seed_micro_step
 
 LossFn = Callable[[Any, dict[str, nn.Module], int, torch.Generator], tuple[torch.Tensor, dict[str, Any]]]
 SampleFn = Callable[[dict[str, nn.Module], int, RunLogger], None]
+MAIN_GROUP = "main"  # the optimizer group of a plain (non-adversarial) run
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,24 @@ def make_accelerator(cfg: TrainConfig) -> Accelerator:
                        kwargs_handlers=[ddp])
 
 
+def optimizer_groups(models: dict[str, nn.Module], trainable: list[str] | dict[str, list[str]] | None,
+                     loss_fn: LossFn | dict[str, LossFn]) -> tuple[dict[str, list[str]], dict[str, LossFn]]:
+    """Normalise ``trainable``/``loss_fn`` into ``{group: model names}`` and ``{group: loss_fn}``."""
+    if isinstance(trainable, dict):
+        groups = {g: list(names) for g, names in trainable.items()}
+    else:
+        groups = {MAIN_GROUP: list(models) if trainable is None else list(trainable)}
+    names = [n for group in groups.values() for n in group]
+    if not names or any(not g for g in groups.values()) or len(set(names)) != len(names) \
+            or not set(names) <= set(models):
+        raise ValueError(f"trainable must name models among {sorted(models)}, each in one non-empty group; "
+                         f"got {trainable}")
+    loss_fns = loss_fn if isinstance(loss_fn, dict) else dict.fromkeys(groups, loss_fn)
+    if set(loss_fns) != set(groups) or (len(groups) > 1 and not isinstance(loss_fn, dict)):
+        raise ValueError(f"loss_fn must be one callable for one group or a dict with keys {sorted(groups)}")
+    return groups, {g: loss_fns[g] for g in groups}
+
+
 class Trainer:
     """One training run: ``Trainer(cfg)`` seeds and sets up accelerate, then build models, then `fit`.
 
@@ -172,10 +196,13 @@ class Trainer:
         self.logger = RunLogger(self.out_dir / "logs", enabled=self.is_main, tensorboard=cfg.tensorboard)
         self.models: dict[str, nn.Module] = {}  # trainable (wrapped for DDP) + frozen + EMA copies
         self._unwrapped: dict[str, nn.Module] = {}
-        self._trainable_params: list[nn.Parameter] = []
+        self.groups: dict[str, list[str]] = {}  # optimizer group -> model names
+        self.loss_fns: dict[str, LossFn] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self._group_params: dict[str, list[nn.Parameter]] = {}
+        self.ema_sources: list[str] = []
         self.trainable: list[str] = []
         self.ema: EMA | None = None
-        self.optimizer: torch.optim.Optimizer | None = None
         self.step = 0  # optimizer steps done
         self.micro_step = 0  # micro-batches consumed (drives data order and RNG)
         self.last_checkpoint: Path | None = None
@@ -198,6 +225,13 @@ class Trainer:
     def num_processes(self) -> int:
         return self.accelerator.num_processes
 
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The optimizer of a single-group run."""
+        if len(self.optimizers) != 1:
+            raise ValueError(f"several optimizer groups {list(self.optimizers)}: use trainer.optimizers[group]")
+        return next(iter(self.optimizers.values()))
+
     def unwrapped(self, name: str) -> nn.Module:
         """Model ``name`` without its DDP/compile wrapper."""
         if name not in self._unwrapped:
@@ -206,16 +240,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
 
-    def fit(self, models: dict[str, nn.Module], loss_fn: LossFn, data: Any, trainable: list[str] | None = None,
+    def fit(self, models: dict[str, nn.Module], loss_fn: LossFn | dict[str, LossFn], data: Any,
+            trainable: list[str] | dict[str, list[str]] | None = None, ema_models: list[str] | None = None,
             sample_fn: SampleFn | None = None, collate_fn: Callable | None = None,
             before_commit: Callable[[Path], None] | None = None) -> FitResult:
         """Train until ``cfg.steps`` optimizer steps (resuming first if ``cfg.resume``); see module docstring.
 
-        ``trainable``: names of the models to optimise (default: all). ``before_commit(tmp_dir)`` runs inside
-        every checkpoint save just before it is committed (a test hook).
+        ``trainable``: names of the models to optimise (default: all), or ``{group: names}`` for one optimizer
+        per group with ``loss_fn`` a ``{group: loss_fn}`` dict. ``ema_models``: trained models that get EMAs
+        (default: all). ``before_commit(tmp_dir)`` runs inside every checkpoint save just before it is
+        committed (a test hook).
         """
-        cfg, acc = self.cfg, self.accelerator
-        self.setup_models(models, trainable)
+        cfg = self.cfg
+        self.setup_models(models, trainable, loss_fn, ema_models)
         resumed_from = self.resume()
         self.write_run_config()
         batches = batch_stream(data, cfg.batch_size, cfg.seed, self.micro_step, self.rank, self.num_processes,
@@ -224,27 +261,18 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.is_main and cfg.progress), desc="train")
         while self.step < cfg.steps:
             lr = warmup_lr(self.step, cfg.lr, cfg.warmup_steps)
-            set_lr(self.optimizer, lr)
-            for micro in range(cfg.grad_accum):
-                batch = self.next_batch(batches, meter)
-                rng = seed_micro_step(cfg.seed, self.micro_step, self.rank, self.device)
-                with self.grad_sync(micro == cfg.grad_accum - 1):
-                    with acc.autocast():
-                        loss, step_logs = loss_fn(batch, self.models, self.step, rng)
-                    acc.backward(loss / cfg.grad_accum)
-                window.add({"train/loss": loss, **step_logs}, 1.0 / cfg.grad_accum)
-                self.micro_step += 1
-            grad_norm = self.clip_gradients()
-            self.optimizer.step()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.ema.update({n: self.unwrapped(n) for n in self.trainable})
+            micro_batches = [self.next_batch(batches, meter) for _ in range(cfg.grad_accum)]
+            grad_norms = {group: self.optimize_group(group, phase, micro_batches, lr, window)
+                          for phase, group in enumerate(self.groups)}
+            self.micro_step += cfg.grad_accum
+            self.ema.update({n: self.unwrapped(n) for n in self.ema_sources})
             self.step += 1
             window.steps += 1
             meter.add_step(cfg.batch_size * cfg.grad_accum)
             bar.update(1)
 
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                logs = self.log_scalars(window, meter, lr, grad_norm, bar)
+                logs = self.log_scalars(window, meter, lr, grad_norms, bar)
             if sample_fn is not None and cfg.sample_every and self.step % cfg.sample_every == 0:
                 with meter.excluded():
                     self.run_sample_fn(sample_fn)
@@ -253,31 +281,37 @@ class Trainer:
                     self.save_checkpoint(before_commit)
         bar.close()
         self.logger.flush()
-        acc.wait_for_everyone()
+        self.accelerator.wait_for_everyone()
         return FitResult(self.step, logs, self.last_checkpoint, resumed_from)
 
     # ------------------------------------------------------------------ pieces of the loop, in order
 
-    def setup_models(self, models: dict[str, nn.Module], trainable: list[str] | None) -> None:
-        """Freeze the frozen models, build the optimizer, wrap the trainable ones, create the EMAs."""
+    def setup_models(self, models: dict[str, nn.Module], trainable: list[str] | dict[str, list[str]] | None,
+                     loss_fn: LossFn | dict[str, LossFn], ema_models: list[str] | None = None) -> None:
+        """Freeze the frozen models, build one optimizer per group, wrap the trainable ones, create the EMAs."""
         cfg, acc = self.cfg, self.accelerator
-        self.trainable = list(models) if trainable is None else list(trainable)
-        unknown = [n for n in self.trainable if n not in models]
-        if unknown or not self.trainable:
-            raise ValueError(f"trainable must name models among {sorted(models)}, got {self.trainable}")
+        self.groups, self.loss_fns = optimizer_groups(models, trainable, loss_fn)
+        self.trainable = [n for names in self.groups.values() for n in names]
+        self.ema_sources = self.trainable if ema_models is None else list(ema_models)
+        if not set(self.ema_sources) <= set(self.trainable):
+            raise ValueError(f"ema_models must be trained models among {self.trainable}, got {self.ema_sources}")
         frozen = {n: m for n, m in models.items() if n not in self.trainable}
         for module in frozen.values():
             module.requires_grad_(False).eval().to(self.device)
         train_modules = [models[n].train() for n in self.trainable]
         # EMA copies are taken before accelerate patches forward (so they autocast like any frozen model)
-        self.ema = EMA(dict(zip(self.trainable, train_modules)), cfg.ema_decays)
-        optimizer = build_optimizer(train_modules, cfg.optimizer, cfg.lr, cfg.betas, cfg.eps, cfg.weight_decay)
-        *wrapped, self.optimizer = acc.prepare(*train_modules, optimizer)
-        self.models = {**frozen, **dict(zip(self.trainable, wrapped))}
+        self.ema = EMA({n: models[n] for n in self.ema_sources}, cfg.ema_decays)
+        optimizers = [build_optimizer([models[n] for n in names], cfg.optimizer, cfg.lr, cfg.betas, cfg.eps,
+                                      cfg.weight_decay) for names in self.groups.values()]
+        prepared = acc.prepare(*train_modules, *optimizers)
+        wrapped = dict(zip(self.trainable, prepared[:len(train_modules)]))
+        self.optimizers = dict(zip(self.groups, prepared[len(train_modules):]))
+        self.models = {**frozen, **wrapped}
         self._unwrapped = {}
-        self._trainable_params = [p for m in wrapped for p in m.parameters() if p.requires_grad]
+        self._group_params = {g: [p for n in names for p in wrapped[n].parameters() if p.requires_grad]
+                              for g, names in self.groups.items()}
         self.ema.to(self.device)
-        self.ema.reset({n: self.unwrapped(n) for n in self.trainable})  # start from the (DDP-broadcast) weights
+        self.ema.reset({n: self.unwrapped(n) for n in self.ema_sources})  # from the (DDP-broadcast) weights
         self.models.update(self.ema.modules())
 
     def resume(self) -> Path | None:
@@ -315,6 +349,31 @@ class Trainer:
         meter.add_data_wait(time.perf_counter() - start)
         return batch
 
+    def optimize_group(self, group: str, phase: int, micro_batches: list[Any], lr: float,
+                       window: LogWindow) -> torch.Tensor:
+        """One optimizer step of ``group``: accumulate its loss gradients over the micro-batches, clip, step,
+        clear all gradients. Returns the gradient norm before clipping."""
+        cfg, acc, optimizer = self.cfg, self.accelerator, self.optimizers[group]
+        set_lr(optimizer, lr)
+        accum = len(micro_batches)
+        for micro, batch in enumerate(micro_batches):
+            rng = seed_micro_step(cfg.seed, self.micro_step + micro, self.rank, self.device, phase)
+            with self.grad_sync(micro == accum - 1):
+                with acc.autocast():
+                    loss, logs = self.loss_fns[group](batch, self.models, self.step, rng)
+                acc.backward(loss / accum)
+            window.add({self.group_key("train/loss", group): loss, **logs}, 1.0 / accum)
+        max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
+        grad_norm = acc.clip_grad_norm_(self._group_params[group], max_norm)
+        optimizer.step()
+        for opt in self.optimizers.values():  # also drops gradients this loss leaked into other groups
+            opt.zero_grad(set_to_none=True)
+        return grad_norm
+
+    def group_key(self, name: str, group: str) -> str:
+        """``name`` for a single-group run, ``name/<group>`` with several optimizer groups."""
+        return name if len(self.groups) == 1 else f"{name}/{group}"
+
     def grad_sync(self, sync: bool) -> contextlib.AbstractContextManager:
         """No DDP all-reduce on micro-steps that only accumulate (``sync=False``)."""
         stack = contextlib.ExitStack()
@@ -323,21 +382,20 @@ class Trainer:
                 stack.enter_context(self.accelerator.no_sync(self.models[name]))
         return stack
 
-    def clip_gradients(self) -> torch.Tensor:
-        """Clip the global gradient norm to ``cfg.grad_clip`` (unscaling fp16 first); returns the norm."""
-        max_norm = self.cfg.grad_clip if self.cfg.grad_clip is not None else math.inf
-        return self.accelerator.clip_grad_norm_(self._trainable_params, max_norm)
-
-    def log_scalars(self, window: LogWindow, meter: ThroughputMeter, lr: float, grad_norm: torch.Tensor,
-                    bar: tqdm) -> dict[str, float]:
+    def log_scalars(self, window: LogWindow, meter: ThroughputMeter, lr: float,
+                    grad_norms: dict[str, torch.Tensor], bar: tqdm) -> dict[str, float]:
         """Reduce the window over processes, add lr/grad-norm/throughput, write them; stop on a NaN loss."""
         values = window.mean_over_processes(self.accelerator)
-        values.update({"train/lr": lr, "train/grad_norm": float(grad_norm)})
+        values["train/lr"] = lr
+        values.update({self.group_key("train/grad_norm", g): float(n) for g, n in grad_norms.items()})
         values.update(meter.report())
-        if not math.isfinite(values["train/loss"]):
-            raise FloatingPointError(f"loss is {values['train/loss']} at step {self.step}")
+        losses = {g: values[self.group_key("train/loss", g)] for g in self.groups}
+        for group, loss in losses.items():
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"loss of group {group!r} is {loss} at step {self.step}")
         self.logger.scalars(self.step, values)
-        bar.set_postfix(loss=f"{values['train/loss']:.4g}", data=f"{values['perf/data_wait_frac']:.1%}")
+        shown = {self.group_key("loss", g): f"{v:.4g}" for g, v in losses.items()}
+        bar.set_postfix(shown, data=f"{values['perf/data_wait_frac']:.1%}")
         return values
 
     def run_sample_fn(self, sample_fn: SampleFn) -> None:

@@ -16,16 +16,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def step_seed(seed: int, micro_step: int, rank: int) -> int:
-    """A well-mixed 63-bit seed for micro-step ``micro_step`` on process ``rank`` (NumPy SeedSequence)."""
-    state = np.random.SeedSequence([seed, micro_step, rank]).generate_state(2, dtype=np.uint32)
+def step_seed(seed: int, micro_step: int, rank: int, phase: int = 0) -> int:
+    """A well-mixed 63-bit seed for micro-step ``micro_step`` of optimizer group ``phase`` on process ``rank``
+    (NumPy SeedSequence)."""
+    entropy = [seed, micro_step, rank] + ([phase] if phase else [])
+    state = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
     return int(state[0]) << 31 | int(state[1]) >> 1
 
 
-def seed_micro_step(seed: int, micro_step: int, rank: int, device: torch.device) -> torch.Generator:
+def seed_micro_step(seed: int, micro_step: int, rank: int, device: torch.device, phase: int = 0) -> torch.Generator:
     """Reseed the global generators this process uses (Python, NumPy, torch CPU and ``device``) for this
-    micro-step; return a matching generator on ``device``."""
-    s = step_seed(seed, micro_step, rank)
+    micro-step (of optimizer group ``phase``); return a matching generator on ``device``."""
+    s = step_seed(seed, micro_step, rank, phase)
     random.seed(s)
     np.random.seed(s % 2**32)
     torch.default_generator.manual_seed(s)  # torch.manual_seed would also queue lazy seeds for idle backends
