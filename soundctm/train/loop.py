@@ -74,7 +74,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # on weights with ndim >= 2 only
     grad_clip: float | None = 1.0  # max global grad norm; None = no clipping (the norm is still logged)
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    ema_decays: tuple[float, ...] = (0.999,)  # one EMA copy per trainable model and decay
+    ema_decays: tuple[float, ...] = (0.999,)  # one EMA copy per decay of each EMA model (fit: ema_models)
     ckpt_every: int = 1000  # a checkpoint every N steps, and one at the end
     keep_last: int = 3  # complete checkpoints kept; 0 keeps all
     log_every: int = 50
