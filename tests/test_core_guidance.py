@@ -57,3 +57,18 @@ def test_sequence_conditions_are_padded_to_a_common_length():
     assert not both["mask"][2:, 2:].any() and both["mask"][2:, :2].all()
     with pytest.raises(ValueError, match="shapes differ"):
         double_cond({"e": torch.randn(2, 3, 4)}, {"e": torch.randn(1, 3, 5)}, 2)
+
+
+def test_scale_from_a_condition_follows_the_batch():
+    x, emb, null = torch.randn(4, 2), torch.randn(4, 2), torch.zeros(1, 2)
+    w = torch.tensor([0.5, 1.0, 2.0, 4.0])
+    by_name = classifier_free_guidance(linear_denoiser_w, "w", {"emb": null})
+    fixed = classifier_free_guidance(linear_denoiser_w, w, {"emb": null})
+    sigma = torch.ones(4)
+    assert torch.allclose(by_name(x, sigma, emb=emb, w=w), fixed(x, sigma, emb=emb, w=w))
+    idx = torch.tensor([1, 3])
+    assert torch.allclose(by_name(x[idx], sigma[idx], emb=emb[idx], w=w[idx]), fixed(x, sigma, emb=emb, w=w)[idx])
+
+
+def linear_denoiser_w(x, sigma, emb, w=None):
+    return linear_denoiser(x, sigma, emb)

@@ -46,18 +46,19 @@ def double_cond(cond: dict, uncond: dict, batch: int) -> dict:
 def classifier_free_guidance(fn, scale, uncond: dict):
     """Return fn_ω(x, *times, **cond) = fn_∅ + ω·(fn_c − fn_∅), both branches in one batch.
 
-    ``scale`` is a float or a ``[B]`` tensor (per-sample ω); ``uncond`` maps condition names to their
-    unconditional values (batch 1 or B), e.g. the embedding of the empty caption.
+    ``scale`` is a float, a ``[B]`` tensor (per-sample ω), or the name of a condition holding ω per call (so ω
+    follows the batch when a solver evaluates a subset of samples; the condition is still passed on to fn).
+    ``uncond`` maps condition names to their unconditional values (batch 1 or B), e.g. the empty caption's.
     """
-    if not torch.is_tensor(scale) and float(scale) == 1.0:
+    if not torch.is_tensor(scale) and not isinstance(scale, str) and float(scale) == 1.0:
         return fn
 
     def guided(x, *times, **cond):
         b = x.shape[0]
+        w = as_sigma(cond[scale] if isinstance(scale, str) else scale, x)
         both = fn(torch.cat([x, x]), *(torch.cat([as_sigma(t, x)] * 2) for t in times),
                   **double_cond(cond, uncond, b))
         out_c, out_u = both[:b], both[b:]
-        w = append_dims(as_sigma(scale, x), x.ndim)
-        return out_u + w * (out_c - out_u)
+        return out_u + append_dims(w, x.ndim) * (out_c - out_u)
 
     return guided
