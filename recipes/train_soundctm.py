@@ -1,0 +1,149 @@
+"""Distil a trained teacher into a SoundCTM student G(x, t, s; ω) on a latent cache, on the shared loop.
+
+    accelerate launch recipes/train_soundctm.py --config recipes/configs/soundctm_tiny.yaml [--set key=value ...]
+
+The student starts as a copy of the teacher (plus zero-initialised s and ω embeddings); θ⁻ is the EMA
+``train.ema_decays[0]`` (0.999 by default). The loss is ``soundctm.train.tasks.ctm_loss_fn``: CTM's
+trajectory loss against the CFG-guided teacher's Heun solve, a distance in the teacher's features (or l2 /
+pseudo-Huber), the DSM auxiliary with the adaptive weight, and optionally a GAN term on teacher features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from soundctm.config import ConfigError, add_config_args, config_from_args
+from soundctm.core import losses
+from soundctm.core.precond import CTMPrecond, edm_scalings
+from soundctm.core.utils import append_dims
+from soundctm.data.cache import LatentCacheDataset
+from soundctm.nn.discriminator import FeatureDiscriminator
+from soundctm.nn.unet import TextUNet, TwoTimeTextUNet, UNetFeatures
+from soundctm.train import TrainConfig, Trainer
+from soundctm.train.ema import ema_key
+from soundctm.train.tasks import ctm_loss_fn
+
+
+@dataclass(frozen=True)
+class CTMConfig:
+    grid_size: int = 18  # CTM's N (SoundCTM used 40; CTM used 18 on CIFAR-10)
+    max_k: int | None = 4  # cap on teacher Heun steps per target (cost ∝ k); None = up to N − 1
+    k_weighting: str = "linear"  # P(k) ∝ k as SoundCTM, or "uniform"
+    omega_min: float = 1.0
+    omega_max: float = 5.0
+    match: str = "sigma_min"  # compare after mapping both to σ_min with θ⁻ ("s": compare at s)
+    distance: str = "teacher_features"  # or "l2", "pseudo_huber"
+    dsm_weight: float = 1.0
+    caption_dropout: float = 0.1
+    sigma_data: float = 0.5
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    enabled: bool = False
+    weight: float = 1.0  # scaled by the adaptive weight ‖∇L_CTM‖/‖∇L_GAN‖ as in CTM
+    start_step: int = 0
+    hidden: int = 32
+
+
+@dataclass(frozen=True)
+class SoundCTMRecipeConfig:
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(out_dir=Path("runs/soundctm_tiny"), lr=5e-5,
+                                                                   ema_decays=(0.999,)))
+    teacher_dir: str = "soundctm/pretrained/synthcaps-tiny/teacher"
+    cache_dir: str = "cache/synthcaps-train"
+    ctm: CTMConfig = field(default_factory=CTMConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
+    export_dir: str = ""  # empty: <out_dir>/student
+    threads: int = 0
+
+
+def teacher_features(teacher: TextUNet, sigma_data: float):
+    """features(x, σ, tokens, mask): the frozen teacher UNet's down/mid block outputs at noise level σ."""
+    hooks = UNetFeatures(teacher.unet)
+
+    def features(x, sigma, tokens, mask):
+        sc = edm_scalings(sigma, sigma_data)
+        return hooks.collect(lambda: teacher(append_dims(sc.c_in, x.ndim) * x, sc.c_noise, tokens, mask))
+
+    return features
+
+
+def with_gan(base_loss, features, cfg: SoundCTMRecipeConfig, sigma_data: float):
+    """Add CTM's GAN term: the discriminator sees teacher features of real latents and of 1-step-to-σ_min
+    student samples; generator and discriminator losses are summed, each reaching only its own parameters."""
+
+    def loss_fn(batch, models, step, rng):
+        loss, logs = base_loss(batch, models, step, rng)
+        if step < cfg.gan.start_step:
+            return loss, logs
+        x0, tokens, mask = batch["latent"], batch["tokens"], batch["mask"]
+        b = x0.shape[0]
+        t = torch.full((b,), 80.0, device=x0.device)
+        s = torch.full((b,), 0.002, device=x0.device)
+        x_T = torch.randn(x0.shape, generator=rng, device=x0.device) * 80.0
+        fake = CTMPrecond(models["net"], sigma_data)(x_T, t, s, tokens=tokens, mask=mask)
+        disc = models["disc"]
+        frozen = {k: v.detach() for k, v in disc.named_parameters()}
+        logits_g = torch.func.functional_call(disc, frozen, (features(fake, s, tokens, mask),))
+        loss_g = losses.gan_generator_loss(logits_g).mean()
+        with torch.no_grad():
+            f_real, f_fake = features(x0, s, tokens, mask), features(fake.detach(), s, tokens, mask)
+        loss_d = losses.gan_discriminator_loss(disc(f_real), disc(f_fake)).mean()
+        from soundctm.train.tasks import last_layer_weight
+
+        lam = losses.adaptive_weight(loss, loss_g, last_layer_weight(models["net"]))
+        logs.update({"train/gan_g": loss_g.detach(), "train/gan_d": loss_d.detach()})
+        return loss + cfg.gan.weight * lam * loss_g + loss_d, logs
+
+    return loss_fn
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="train_soundctm", description=__doc__.splitlines()[0])
+    add_config_args(parser)
+    try:
+        cfg = config_from_args(SoundCTMRecipeConfig, parser.parse_args(argv))
+        data = LatentCacheDataset(cfg.cache_dir)
+        teacher = TextUNet.from_pretrained(cfg.teacher_dir).eval().requires_grad_(False)
+        if cfg.ctm.distance not in ("teacher_features", *losses.DISTANCES):
+            raise ValueError(f"ctm.distance must be teacher_features, l2 or pseudo_huber, got {cfg.ctm.distance!r}")
+        if not cfg.train.ema_decays:
+            raise ValueError("train.ema_decays must name the EMA used as the stop-grad target θ⁻")
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        print(f"train_soundctm: {err}", file=sys.stderr)
+        return 2
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    c = cfg.ctm
+    uncond = data.unconditional
+    features = teacher_features(teacher, c.sigma_data)
+    loss_fn = ctm_loss_fn(uncond.tokens, uncond.mask, c.sigma_data, c.grid_size, c.max_k, c.k_weighting,
+                          (c.omega_min, c.omega_max), cfg.train.ema_decays[0], c.match,
+                          "l2" if c.distance == "teacher_features" else c.distance, c.dsm_weight,
+                          caption_dropout=c.caption_dropout,
+                          features=features if c.distance == "teacher_features" else None)
+    models = {"net": TwoTimeTextUNet.from_teacher(teacher), "teacher": teacher}
+    trainable = ["net"]
+    if cfg.gan.enabled:
+        chans = [*teacher.unet.config.block_out_channels, teacher.unet.config.block_out_channels[-1]]
+        models["disc"] = FeatureDiscriminator(chans, cfg.gan.hidden)
+        trainable.append("disc")
+        loss_fn = with_gan(loss_fn, features, cfg, c.sigma_data)
+    with Trainer(cfg.train, run_config=cfg) as trainer:
+        trainer.fit(models, loss_fn, data, trainable=trainable)
+        out = Path(cfg.export_dir) if cfg.export_dir else trainer.out_dir / "student"
+        trainer.export(out, "net", data={"cache_dir": cfg.cache_dir, "teacher_dir": cfg.teacher_dir,
+                                         "num_samples": len(data)})
+    return 0
+
+
+__all__ = ["ema_key", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+import pytest
+import torch
+from recipe_utils import load_recipe, tiny_cache
+
+from soundctm.nn.unet import UNET_PRESETS, TextUNet, TwoTimeTextUNet, UNetConfig
+
+train_soundctm = load_recipe("train_soundctm")
+
+
+@pytest.fixture(scope="module")
+def parts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ctm")
+    cache = tiny_cache(root / "cache")
+    cfg = UNetConfig.from_dict({**UNET_PRESETS["debug"].__dict__})
+    TextUNet.from_config(cfg).save_pretrained(root / "teacher")
+    return root, cache
+
+
+def run(root, cache, name, *extra):
+    sets = [f"cache_dir={cache}", f"teacher_dir={root / 'teacher'}", f"train.out_dir={root / name}",
+            "train.steps=3", "train.batch_size=4", "train.ckpt_every=3", "train.log_every=1",
+            "train.tensorboard=false", "train.progress=false", "ctm.grid_size=6", "ctm.max_k=2", *extra]
+    return train_soundctm.main([a for kv in sets for a in ("--set", kv)])
+
+
+@pytest.mark.parametrize("distance", ["teacher_features", "pseudo_huber"])
+def test_distillation_runs_and_exports_a_student(parts, distance):
+    root, cache = parts
+    assert run(root, cache, distance, f"ctm.distance={distance}") == 0
+    student = TwoTimeTextUNet.from_pretrained(root / distance / "student")
+    assert student.unet.config.time_cond_proj_dim == 16
+    metrics = (root / distance / "logs").glob("*.jsonl")
+    assert any(metrics) or (root / distance / "student" / "provenance.json").is_file()
+
+
+def test_gan_term_runs_and_trains_the_discriminator(parts):
+    root, cache = parts
+    assert run(root, cache, "gan", "gan.enabled=true", "ctm.distance=l2") == 0
+    prov = (root / "gan" / "student" / "provenance.json").read_text()
+    assert "gan" in prov
+
+
+def test_bad_arguments_exit_2(parts, capsys):
+    root, cache = parts
+    assert run(root, cache, "bad", "ctm.distance=cosine") == 2
+    assert "ctm.distance" in capsys.readouterr().err
+    assert train_soundctm.main(["--set", "teacher_dir=/missing", "--set", f"cache_dir={cache}"]) == 2
+
+
+def test_teacher_feature_distance_is_zero_for_identical_inputs_and_differentiable(parts):
+    root, _ = parts
+    teacher = TextUNet.from_pretrained(root / "teacher").eval().requires_grad_(False)
+    feats = train_soundctm.teacher_features(teacher, 0.5)
+    x = torch.randn(2, 4, 8, 12, requires_grad=True)
+    tokens, mask = torch.randn(2, 5, 16), torch.ones(2, 5, dtype=torch.bool)
+    sigma = torch.full((2,), 0.002)
+    from soundctm.core.losses import feature_distance
+
+    d = feature_distance(lambda a, s: feats(a, s, tokens, mask))
+    assert torch.allclose(d(x, x.detach(), sigma), torch.zeros(2))
+    y = x.detach() + 0.5 * torch.randn_like(x)
+    val = d(x, y, sigma).sum()
+    val.backward()
+    assert val > 0 and x.grad.abs().sum() > 0
