@@ -243,5 +243,7 @@ def test_bad_arguments_raise_value_error():
         sc.sample_attributes(rng, "train", duration_s=0.2)
     with pytest.raises(ValueError, match="n"):
         sc.SynthCaps(0)
+    with pytest.raises(ValueError, match="sr"):
+        sc.SynthCaps(2, sr=1000)
     with pytest.raises(ValueError, match="wave"):
         measure(np.zeros(0), SR)

@@ -87,6 +87,12 @@ def check_duration(duration_s: float) -> float:
     return float(duration_s)
 
 
+def check_sr(sr: int) -> int:
+    if not 8000 <= sr <= 48000:
+        raise ValueError(f"sr: expected 8000 <= sr <= 48000, got {sr}")
+    return int(sr)
+
+
 def pick(rng: np.random.Generator, options):
     return options[int(rng.integers(len(options)))]
 
@@ -172,6 +178,7 @@ class SynthCaps:
             raise ValueError(f"n: expected n >= 1, got {self.n}")
         check_split(self.split)
         check_duration(self.duration_s)
+        check_sr(self.sr)
 
     def __len__(self) -> int:
         return self.n
