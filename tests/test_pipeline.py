@@ -1,0 +1,130 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from pipeline_utils import make_pipeline, text_encoder
+
+from soundctm.pipeline import SoundCTM
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    path = tmp_path_factory.mktemp("pipe") / "model"
+    pipe = make_pipeline(path)
+    return pipe, path
+
+
+def test_shapes_info_and_batched_prompts(saved):
+    pipe, _ = saved
+    audio = pipe.generate(["a high beep", "rain falling"], steps=2, num_samples=2, seed=1)
+    assert audio.waveforms.shape == (4, 32000) and audio.waveforms.dtype == np.float32
+    assert audio.sample_rate == 16000 and audio.prompts == ["a high beep"] * 2 + ["rain falling"] * 2
+    assert np.abs(audio.waveforms).max() <= 0.99 + 1e-6
+    assert audio.info["nfe"] == 2 and audio.info["seconds"] > 0 and audio.info["real_time_factor"] > 0
+
+
+def test_same_seed_same_waveform_and_gamma_zero_draws_no_noise(saved, monkeypatch):
+    pipe, _ = saved
+    a = pipe.generate("a dog barks", steps=3, gamma=0.0, seed=7)
+    b = pipe.generate("a dog barks", steps=3, gamma=0.0, seed=7)
+    assert np.array_equal(a.waveforms, b.waveforms)
+    c = pipe.generate("a dog barks", steps=3, gamma=0.0, seed=8)
+    assert not np.array_equal(a.waveforms, c.waveforms)
+    calls = []
+    real = torch.randn
+
+    def counting(*args, **kw):
+        calls.append(args)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(torch, "randn", counting)
+    pipe.generate("a dog barks", steps=3, gamma=0.0, seed=7)
+    n_det = len(calls)
+    calls.clear()
+    pipe.generate("a dog barks", steps=3, gamma=0.5, seed=7)
+    assert n_det == 1 and len(calls) == 1 + 2  # x_T only; γ > 0 re-noises after each of the first 2 jumps
+
+
+def test_nu_one_runs_no_unconditional_pass_and_nu_other_does(saved):
+    pipe, _ = saved
+    sizes = []
+    hook = pipe.student.register_forward_hook(lambda m, a, k, o: sizes.append(o.shape[0]), with_kwargs=True)
+    try:
+        pipe.generate("a bell", steps=2, seed=0, nu=1.0)
+        assert sizes == [1, 1]
+        sizes.clear()
+        pipe.generate("a bell", steps=2, seed=0, nu=0.5)
+        assert sizes == [2, 2]
+    finally:
+        hook.remove()
+
+
+def test_one_step_equals_the_direct_jump(saved):
+    pipe, _ = saved
+    from soundctm.core.precond import CTMPrecond
+
+    g = torch.Generator().manual_seed(3)
+    cond, uncond = pipe.encode_text(["a siren"])
+    x_T = pipe.initial_noise(1, g)
+    lat = pipe.sample_latents(x_T, cond, uncond, 1, 0.7, 3.5, 1.0, "ctm", "heun", g)
+    G = CTMPrecond(pipe.student, 0.5)
+    direct = G(x_T, torch.full((1,), 80.0), torch.full((1,), 0.002), omega=torch.full((1,), 3.5), **cond)
+    assert torch.allclose(lat, direct, atol=1e-5)
+
+
+def test_teacher_and_score_samplers(saved):
+    pipe, _ = saved
+    t = pipe.generate("a drum", steps=3, sampler="teacher", seed=0, guidance=2.0)
+    s = pipe.generate("a drum", steps=3, sampler="score", seed=0, guidance=1.0)
+    assert t.info["nfe"] == (2 * 3 - 1) * 2 and s.info["nfe"] == 2 * 3 - 1
+    assert t.waveforms.shape == s.waveforms.shape == (1, 32000)
+
+
+def test_save_load_round_trip_gives_identical_audio(saved, tmp_path):
+    pipe, path = saved
+    loaded = SoundCTM.from_pretrained(path, text_encoder=text_encoder())
+    a = pipe.generate("a knock", steps=2, gamma=0.3, seed=5)
+    b = loaded.generate("a knock", steps=2, gamma=0.3, seed=5)
+    assert np.array_equal(a.waveforms, b.waveforms)
+    idx = json.loads((path / "model_index.json").read_text())
+    assert idx["format"] == "soundctm-pipeline" and idx["latent_shape"] == list(pipe.config.latent_shape)
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    ({"steps": 0}, "steps"), ({"steps": 1001}, "steps"), ({"steps": 1.5}, "steps"),
+    ({"gamma": -0.1}, "gamma"), ({"gamma": 1.5}, "gamma"), ({"gamma": float("nan")}, "gamma"),
+    ({"guidance": -1.0}, "guidance"), ({"guidance": float("nan")}, "guidance"),
+    ({"num_samples": 0}, "num_samples"), ({"nu": -0.5}, "nu"), ({"sampler": "ddim"}, "sampler"),
+    ({"seed": -3}, "seed"),
+])
+def test_bad_arguments_name_themselves(saved, kwargs, name):
+    pipe, _ = saved
+    with pytest.raises(ValueError, match=name):
+        pipe.generate("a beep", **kwargs)
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", [], ["ok", " "], 3])
+def test_bad_prompts(saved, prompt):
+    with pytest.raises(ValueError, match="prompt"):
+        saved[0].generate(prompt)
+
+
+def test_overlong_prompt_is_truncated_with_a_warning(saved):
+    pipe, _ = saved
+    with pytest.warns(UserWarning, match="truncated"):
+        audio = pipe.generate("beep " * 2000, seed=0)
+    assert audio.waveforms.shape == (1, 32000)
+
+
+def test_missing_and_corrupt_model_directories(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        SoundCTM.from_pretrained(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="model_index.json"):
+        SoundCTM.from_pretrained(tmp_path / "empty")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model_index.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt"):
+        SoundCTM.from_pretrained(bad)
