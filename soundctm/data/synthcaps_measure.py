@@ -28,7 +28,7 @@ ONSET_RANGE_DB = 12.0  # ... reaching within this many dB of the loudest frame
 ONSET_MERGE_S = 0.15  # rises closer than this belong to one event
 N_MELS = 64  # tonality is judged on the mel resolution that a generated clip went through
 PEAK_PROMINENCE_DB = 10.0  # a tonal mel band stands this far above a band ...
-VALLEY_BANDS = 3  # ... within this many bands on each side
+VALLEY_BANDS = 4  # ... within this many bands on each side
 MIN_TONAL_F0_HZ = 75.0  # a peak below this (a drum thump) does not make a sound tonal
 NOISE_MIN_ACTIVE = 0.65  # a non-tonal sound active at least this long is noise, else impact
 F0_RANGE_HZ = (30.0, 5000.0)
@@ -148,7 +148,7 @@ def mel_band_power(power: np.ndarray, sr: int) -> np.ndarray:
 def tonal_band_mask(band_db: np.ndarray) -> np.ndarray:
     """Mel bands that are local maxima with a dip of PEAK_PROMINENCE_DB within VALLEY_BANDS on both sides: [F, B].
 
-    A pure tone fills one or two adjacent bands (three once smeared), so the dip is searched up to
+    A pure tone fills one or two adjacent bands (a few more once smeared), so the dip is searched up to
     VALLEY_BANDS bands away; edge bands are padded by replication and so never count.
     """
     w = VALLEY_BANDS
