@@ -94,8 +94,8 @@ def evaluate(args) -> dict:
     vae = AudioVAE.from_pretrained(args.vae).eval() if args.vae else None
     vocoders = {"griffin-lim": build_vocoder("griffin-lim")}
     for item in args.vocoder:
-        name, path = item.split("=", 1)
-        vocoders[name] = build_vocoder(name, path)
+        name, _, path = item.partition("=")
+        vocoders[name] = build_vocoder(name, path or None)
     chains = {f"mel→{v}": ChainResult(f"mel→{v}") for v in vocoders}
     if vae is not None:
         chains.update({f"mel→VAE→{v}": ChainResult(f"mel→VAE→{v}") for v in vocoders})
@@ -183,7 +183,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="vae_roundtrip", description=__doc__.splitlines()[0])
     p.add_argument("--vae", default="soundctm/pretrained/synthcaps-tiny/vae", help="AudioVAE folder ('' = none)")
     p.add_argument(
-        "--vocoder", action="append", default=[], metavar="NAME=PATH", help="extra vocoder, e.g. hifigan=DIR"
+        "--vocoder",
+        action="append",
+        default=[],
+        metavar="NAME[=PATH]",
+        help="extra vocoder, e.g. griffin-lim-nnls or hifigan=DIR",
     )
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
@@ -193,8 +197,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.n < 1:
         p.error(f"--n must be >= 1, got {args.n}")
-    if any("=" not in v for v in args.vocoder):
-        p.error("--vocoder expects NAME=PATH")
     return args
 
 

@@ -1,7 +1,9 @@
 """Vocoders: log-mel ``[B, n_mels, F]`` → wave ``[B, T]``, each with ``.sample_rate``.
 
-- ``GriffinLimVocoder``: no training; mel → linear magnitude by non-negative least squares on the filterbank,
-  then fast Griffin-Lim (Perraudin, Balazs & Søndergaard 2013, "A fast Griffin-Lim algorithm").
+- ``GriffinLimVocoder``: no training; mel → linear magnitude, then fast Griffin-Lim (Perraudin, Balazs &
+  Søndergaard 2013). The magnitude is Hann-window lobes at prominent mel peaks (frequency from the
+  height-normalised centroid of three triangle filters, exact where the triangles are linear) plus a
+  non-negative least-squares fit of the rest. NNLS alone smears a tone over a filter (≈ 10 % off at 115 Hz).
 - ``HifiGanVocoder``: ``transformers.SpeechT5HifiGan`` (the class AudioLDM ships its HiFi-GAN in), from a local folder.
 """
 
@@ -11,7 +13,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import librosa
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from soundctm.audio.mel import MelConfig, mel_filterbank
@@ -36,10 +40,56 @@ def nnls_mel_to_linear(mel: torch.Tensor, basis: torch.Tensor, n_iter: int = 30)
     return x
 
 
-class GriffinLimVocoder(nn.Module):
-    """Phase reconstruction from a log-mel: NNLS inversion of the filterbank, then fast Griffin-Lim with momentum."""
+def hann_lobe(delta: torch.Tensor) -> torch.Tensor:
+    """Main lobe of a Hann window's |DTFT| at ``delta`` bins from its peak, peak 1: |sinc δ / (1 − δ²)| for |δ| < 2."""
+    d = delta.abs()
+    at_one = (d - 1).abs() < 1e-4
+    lobe = torch.sinc(d) / torch.where(at_one, torch.ones_like(d), 1 - d**2)
+    lobe = torch.where(at_one, torch.full_like(d, 0.5), lobe)
+    return torch.where(d < 2, lobe.abs(), torch.zeros_like(d))
 
-    def __init__(self, mel_config: MelConfig | None = None, n_iter: int = 32, momentum: float = 0.99, seed: int = 0):
+
+def mel_peaks(mel: torch.Tensor, prominence: float) -> torch.Tensor:
+    """Bool ``[B, n_mels, F]``: local maxima along the mel axis, ``prominence`` times above both bins two away."""
+    padded = F.pad(mel, (0, 0, 2, 2))
+    left1, right1, left2, right2 = padded[:, 1:-3], padded[:, 3:-1], padded[:, :-4], padded[:, 4:]
+    peaks = (mel > left1) & (mel >= right1) & (mel > prominence * torch.maximum(left2, right2))
+    peaks[:, 0] = peaks[:, -1] = False
+    return peaks
+
+
+def spectral_lines(
+    mel: torch.Tensor, basis: torch.Tensor, centers_hz: torch.Tensor, bin_hz: float, power: float, prominence: float
+) -> torch.Tensor:
+    """Sinusoids behind prominent mel peaks: |STFT| ``[B, n_freqs, F]`` made of Hann lobes.
+
+    Where a triangle filter is linear, a tone at f between centres c_k < f < c_{k+1} gives height-normalised
+    responses proportional to (c_{k+1} − f) and (f − c_k), so f is their centroid over k−1..k+1; the lobe
+    amplitude is the least-squares fit of its mel response to those three bins.
+    """  # fmt: skip
+    b, k, t = mel_peaks(mel, prominence).nonzero(as_tuple=True)
+    lines = torch.zeros(mel.shape[0], mel.shape[2], basis.shape[1], dtype=mel.dtype, device=mel.device)
+    if len(b) == 0:
+        return lines.transpose(1, 2)
+    near = k[:, None] + torch.arange(-1, 2, device=mel.device)  # [P, 3]
+    m3 = mel[b[:, None], near, t[:, None]]
+    weights = m3 / basis.amax(dim=1)[near]
+    f_star = (weights * centers_hz[near]).sum(1) / weights.sum(1).clamp_min(1e-12)
+    freqs = torch.arange(basis.shape[1], device=mel.device, dtype=mel.dtype) * bin_hz
+    lobes = hann_lobe((freqs[None, :] - f_star[:, None]) / bin_hz) ** power  # [P, n_freqs]
+    response = torch.gather(lobes @ basis.T, 1, near)  # [P, 3]
+    amp = (m3 * response).sum(1) / (response**2).sum(1).clamp_min(1e-12)
+    lines.index_put_((b, t), amp[:, None] * lobes, accumulate=True)
+    return lines.transpose(1, 2)
+
+
+class GriffinLimVocoder(nn.Module):
+    """log-mel → |STFT| (spectral lines + NNLS; lines off with ``line_prominence=None``) → fast Griffin-Lim."""
+
+    def __init__(
+        self, mel_config: MelConfig | None = None, n_iter: int = 32, momentum: float = 0.99, seed: int = 0,
+        line_prominence: float | None = 3.0,
+    ):  # fmt: skip
         super().__init__()
         if n_iter < 1:
             raise ValueError(f"n_iter must be >= 1, got {n_iter}")
@@ -47,8 +97,13 @@ class GriffinLimVocoder(nn.Module):
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.mel_config = mel_config or MelConfig()
         self.n_iter, self.momentum, self.seed = n_iter, momentum, seed
+        self.line_prominence = line_prominence
         self.register_buffer("mel_basis", mel_filterbank(self.mel_config), persistent=False)
         self.register_buffer("window", torch.hann_window(self.mel_config.win_length), persistent=False)
+        centers = librosa.mel_frequencies(
+            self.mel_config.n_mels + 2, fmin=self.mel_config.fmin, fmax=self.mel_config.fmax
+        )
+        self.register_buffer("centers_hz", torch.tensor(centers[1:-1], dtype=torch.float32), persistent=False)
 
     @property
     def sample_rate(self) -> int:
@@ -56,9 +111,15 @@ class GriffinLimVocoder(nn.Module):
 
     def linear_magnitude(self, log_mel: torch.Tensor) -> torch.Tensor:
         """log-mel ``[B, n_mels, F]`` → |STFT| ``[B, n_freqs, F]`` (undo log, NNLS, undo power)."""
+        c, basis = self.mel_config, self.mel_basis.float()
         mel = torch.exp(log_mel.float())
-        linear = nnls_mel_to_linear(mel, self.mel_basis.float())
-        return linear.pow(1.0 / self.mel_config.power)
+        lines = torch.zeros(mel.shape[0], basis.shape[1], mel.shape[2], device=mel.device)
+        if self.line_prominence is not None:
+            bin_hz = c.sample_rate / c.n_fft
+            lines = spectral_lines(mel, basis, self.centers_hz, bin_hz, c.power, self.line_prominence)
+            mel = (mel - basis @ lines).clamp_min(0.0)
+        linear = nnls_mel_to_linear(mel, basis) + lines
+        return linear.pow(1.0 / c.power)
 
     def _stft(self, wave: torch.Tensor) -> torch.Tensor:
         c = self.mel_config
@@ -132,6 +193,10 @@ def _build_griffin_lim(path: str | None, mel_config: MelConfig | None) -> Griffi
     return GriffinLimVocoder(mel_config)
 
 
+def _build_griffin_lim_nnls(path: str | None, mel_config: MelConfig | None) -> GriffinLimVocoder:
+    return GriffinLimVocoder(mel_config, line_prominence=None)
+
+
 def _build_hifigan(path: str | None, mel_config: MelConfig | None) -> HifiGanVocoder:
     if path is None:
         raise ValueError("vocoder 'hifigan' needs path= a local SpeechT5HifiGan folder")
@@ -140,6 +205,7 @@ def _build_hifigan(path: str | None, mel_config: MelConfig | None) -> HifiGanVoc
 
 VOCODERS: dict[str, Callable[[str | None, MelConfig | None], nn.Module]] = {
     "griffin-lim": _build_griffin_lim,
+    "griffin-lim-nnls": _build_griffin_lim_nnls,  # without the spectral-line step (ablation)
     "hifigan": _build_hifigan,
 }
 
