@@ -12,6 +12,7 @@ Sec. 4.3), held-out mel L1 is measured, and the EMA model is exported with ``sav
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,10 @@ class LossConfig:
     kl_weight: float = 2e-5  # times the mean KL per latent element
     l2_weight: float = 0.0
     multires_weight: float = 0.0  # L1 of 2× and 4× average-pooled mels
+    loud_weight: float = 0.0  # extra L1 weight on bins within loud_range_db of their frame's maximum
+    loud_range_db: float = 30.0
+    mel_grad_weight: float = 0.0  # L1 of the difference along the mel axis (keeps spectral peaks sharp)
+    detail_from_step: int = 0  # the loud / mel-grad terms start at this optimizer step
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,17 @@ def multires_l1(recon: torch.Tensor, target: torch.Tensor, factors=(2, 4)) -> to
     return sum(F.l1_loss(F.avg_pool1d(recon, k), F.avg_pool1d(target, k)) for k in factors)
 
 
+def loud_mask(mel: torch.Tensor, range_db: float) -> torch.Tensor:
+    """1 where a bin is within ``range_db`` of its frame's loudest bin (log-mel is ln of magnitude: 20/ln 10 dB)."""
+    range_nat = range_db * math.log(10) / 20
+    return (mel >= mel.amax(dim=1, keepdim=True) - range_nat).float()
+
+
+def mel_axis_l1(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean L1 between mel-axis differences, |Δ_m x̂ − Δ_m x|: penalises smeared spectral peaks."""
+    return F.l1_loss(recon.diff(dim=1), target.diff(dim=1))
+
+
 def make_loss_fn(cfg: LossConfig, crop_frames: int, mel_std: float):
     """Reconstruction of random crops through a posterior sample, errors in units of the mel std."""
 
@@ -112,6 +128,12 @@ def make_loss_fn(cfg: LossConfig, crop_frames: int, mel_std: float):
             loss = loss + cfg.l2_weight * F.mse_loss(out.recon, mel) / mel_std**2
         if cfg.multires_weight:
             loss = loss + cfg.multires_weight * multires_l1(out.recon, mel) / mel_std
+        detail = step >= cfg.detail_from_step
+        if cfg.loud_weight and detail:
+            loud = loud_mask(mel, cfg.loud_range_db)
+            loss = loss + cfg.loud_weight * ((out.recon - mel).abs() * loud).sum() / loud.sum() / mel_std
+        if cfg.mel_grad_weight and detail:
+            loss = loss + cfg.mel_grad_weight * mel_axis_l1(out.recon, mel) / mel_std
         return loss, {"train/l1": l1.detach(), "train/kl": kl.detach()}
 
     return loss_fn

@@ -153,3 +153,15 @@ def test_recipe_latent_scale_gives_unit_std_and_cli_errors(capsys):
         assert vae.encode(mels).std().item() == pytest.approx(1.0, rel=1e-4)
     assert recipe.main(["--set", "data.n_train=oops"]) == 2
     assert "train_vae:" in capsys.readouterr().err
+
+
+def test_recipe_loss_helpers():
+    recipe = _recipe()
+    mel = torch.full((1, 4, 2), math.log(1e-5))
+    mel[0, 1, :] = 0.0  # loudest bin
+    mel[0, 2, :] = -math.log(10) * 25 / 20  # 25 dB below: inside a 30 dB range
+    assert recipe.loud_mask(mel, 30.0)[0, :, 0].tolist() == [0.0, 1.0, 1.0, 0.0]
+    # mel-axis differences ignore a constant offset but see a smeared peak
+    assert recipe.mel_axis_l1(mel + 3.0, mel) == 0.0
+    smeared = torch.nn.functional.avg_pool1d(mel.transpose(1, 2), 3, 1, 1, count_include_pad=False).transpose(1, 2)
+    assert recipe.mel_axis_l1(smeared, mel) > 0.5
