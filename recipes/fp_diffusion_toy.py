@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from soundctm.core import schedule
-from soundctm.core.fp_loss import FPConfig, fp_dsm_loss
+from soundctm.core.fp_loss import FP_WEIGHTS, FPConfig, fp_dsm_loss
 from soundctm.core.fpe import denoiser_score, score_fpe_residual
 from soundctm.core.likelihood import pf_ode_log_likelihood
 from soundctm.core.precond import EDMDenoiser
@@ -230,7 +230,8 @@ def markdown(cfg: FPToyConfig, summary: dict, seconds: float, cpu_seconds: float
              f"Command: `{command}` (1 CPU thread: {cpu_seconds / 60:.1f} CPU min, {seconds / 60:.1f} min wall "
              f"on a shared machine). MLP {cfg.hidden}×{cfg.depth}; seeds {list(cfg.seeds)}; "
              f"pre-train {cfg.pretrain_steps} DSM steps, then fine-tune {cfg.finetune_steps} steps with DSM "
-             f"(`dsm`) or DSM + α·(σ²‖r‖/√d)² (`fpα`, residual on {cfg.fp_fraction:.0%} of each batch), same "
+             f"(`dsm`) or DSM + α·(w(σ)‖r‖/√d)² with w = `{cfg.fp_weighting}` (`fpα`, residual on "
+             f"{cfg.fp_fraction:.0%} of each batch), same "
              f"data/noise streams. NLL = −log p_σmin(x) in nats (σ_min = {cfg.sigma_min}) on {cfg.n_test} "
              "held-out points, exact divergence, Dormand–Prince rtol = atol = "
              f"{cfg.rtol}; mean ± std over seeds. ΔNLL is the paired change versus `dsm` (negative = FP better).",
@@ -293,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datasets", nargs="+", choices=DATASETS)
     p.add_argument("--alphas", nargs="+", type=float)
     p.add_argument("--seeds", type=int, nargs="+")
+    p.add_argument("--weighting", choices=sorted(FP_WEIGHTS), help="w(σ) of the residual (default: unit σ²)")
     p.add_argument("--out", default="benchmarks/results/fp_diffusion_toy")
     args = p.parse_args(argv)
     cfg = PRESETS[args.preset]
@@ -302,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         cfg = replace(cfg, alphas=tuple(args.alphas))
     cfg = replace(cfg, **{k: tuple(v) for k, v in (("datasets", args.datasets), ("seeds", args.seeds)) if v})
+    cfg = cfg if args.weighting is None else replace(cfg, fp_weighting=args.weighting)
     command = "python recipes/fp_diffusion_toy.py " + " ".join(argv if argv is not None else sys.argv[1:])
     run(cfg, Path(args.out), command.strip(), log=lambda m: print(m, flush=True))
     return 0
