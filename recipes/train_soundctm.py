@@ -21,7 +21,7 @@ from soundctm.config import ConfigError, add_config_args, config_from_args
 from soundctm.core import losses
 from soundctm.core.precond import CTMPrecond, edm_scalings
 from soundctm.core.utils import append_dims
-from soundctm.data.cache import LatentCacheDataset
+from soundctm.data.cache import LatentCacheDataset, whole_batch
 from soundctm.nn.discriminator import FeatureDiscriminator
 from soundctm.nn.unet import TextUNet, TwoTimeTextUNet, UNetFeatures
 from soundctm.train import TrainConfig, Trainer
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         trainable.append("disc")
         loss_fn = with_gan(loss_fn, features, cfg, c.sigma_data)
     with Trainer(cfg.train, run_config=cfg) as trainer:
-        trainer.fit(models, loss_fn, data, trainable=trainable)
+        trainer.fit(models, loss_fn, data.batched(), trainable=trainable, collate_fn=whole_batch)
         out = Path(cfg.export_dir) if cfg.export_dir else trainer.out_dir / "student"
         trainer.export(out, "net", data={"cache_dir": cfg.cache_dir, "teacher_dir": cfg.teacher_dir,
                                          "num_samples": len(data)})

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from soundctm.config import ConfigError, add_config_args, config_from_args, to_dict
-from soundctm.data.cache import LatentCacheDataset
+from soundctm.data.cache import LatentCacheDataset, whole_batch
 from soundctm.nn.unet import UNET_PRESETS, TextUNet, UNetConfig
 from soundctm.train import TrainConfig, Trainer
 from soundctm.train.tasks import teacher_loss_fn
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     loss_fn = teacher_loss_fn(uncond.tokens, uncond.mask, cfg.diffusion.sigma_data, cfg.data.caption_dropout,
                               cfg.diffusion.p_mean, cfg.diffusion.p_std)
     with Trainer(cfg.train, run_config=cfg) as trainer:
-        trainer.fit({"net": build_teacher(cfg, data)}, loss_fn, data)
+        trainer.fit({"net": build_teacher(cfg, data)}, loss_fn, data.batched(), collate_fn=whole_batch)
         out = Path(cfg.export_dir) if cfg.export_dir else trainer.out_dir / "teacher"
         trainer.export(out, "net", data={"cache_dir": cfg.data.cache_dir, "num_samples": len(data),
                                          **{k: v for k, v in data.index.items() if k in ("source", "text_encoder")}})

@@ -219,3 +219,15 @@ def test_cli_synthcaps_to_cache(tmp_path, vae):
         assert ds.captions[ds.caption_index[i]] == caption
         assert ds.attributes["source"][i] == attrs["source"]
         assert torch.allclose(ds[i]["latent"], direct_latent(vae, wave), atol=1e-5)
+
+
+def test_getitems_returns_the_stacked_batch(tmp_path):
+    from recipe_utils import tiny_cache
+
+    from soundctm.data.cache import LatentCacheDataset
+
+    ds = LatentCacheDataset(tiny_cache(tmp_path / "c", n=10))
+    idx = [3, 0, 7, 7]
+    batch = ds.batched().__getitems__(idx)
+    for key in ("latent", "tokens", "mask", "pooled", "caption_index"):
+        assert torch.equal(batch[key], torch.stack([ds[i][key] for i in idx]))

@@ -243,6 +243,27 @@ def read_index(cache_dir: str | os.PathLike) -> dict:
     return index
 
 
+class BatchedCache(Dataset):
+    """A LatentCacheDataset seen by the DataLoader through ``__getitems__`` (a batch per call, no collation)."""
+
+    def __init__(self, dataset: LatentCacheDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.dataset[index]
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        return self.dataset.get_batch(indices)
+
+
+def whole_batch(batch):
+    """Collate for datasets whose ``__getitems__`` already returns a batched dict (pass as ``collate_fn``)."""
+    return batch
+
+
 class LatentCacheDataset(Dataset):
     """Reads a cache folder back: item ``i`` → dict of tensors ``latent [...]``, ``tokens [L, D]``, ``mask [L]``,
     ``pooled [P]``, ``caption_index []``. ``in_memory=False`` reads latents lazily from the shards."""
@@ -290,6 +311,21 @@ class LatentCacheDataset(Dataset):
         index %= len(self)
         c = self.caption_index[index]
         return {"latent": self.latent(index), "tokens": self.text.tokens[c], "mask": self.text.mask[c],
+                "pooled": self.text.pooled[c], "caption_index": c}
+
+    def batched(self) -> BatchedCache:
+        """A view whose DataLoader batches are built by fancy indexing (use with ``collate_fn=whole_batch``)."""
+        return BatchedCache(self)
+
+    def get_batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """A whole batch by fancy indexing: the same tensors as stacking ``self[i]``."""
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        if self.latents is None:
+            latents = torch.stack([self.latent(int(i)) for i in idx])
+        else:
+            latents = self.latents[idx]
+        c = self.caption_index[idx]
+        return {"latent": latents, "tokens": self.text.tokens[c], "mask": self.text.mask[c],
                 "pooled": self.text.pooled[c], "caption_index": c}
 
     def to_cache(self) -> LatentCache:
