@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import json
 import math
 import statistics
@@ -28,6 +29,7 @@ from soundctm.core.fp_loss import FP_WEIGHTS, FPConfig, fp_dsm_loss
 from soundctm.core.fpe import denoiser_score, score_fpe_residual
 from soundctm.core.likelihood import pf_ode_log_likelihood
 from soundctm.core.precond import EDMDenoiser
+from soundctm.data import toy2d
 from soundctm.data.toy2d import exact_mixture, sample_dataset
 from soundctm.nn.toy import ToyMLP, ToyMLPConfig
 
@@ -125,24 +127,57 @@ def model_density(D, cfg: FPToyConfig) -> torch.Tensor:
     return res.log_prob.exp().reshape(cfg.grid, cfg.grid)
 
 
-def data_density(data: str, cfg: FPToyConfig, n: int = 200_000) -> torch.Tensor:
-    """The exact density for mixtures, else a fine 2-D histogram of n samples, on the grid ``[grid, grid]``."""
-    gmm = exact_mixture(data)
-    if gmm is not None:
-        return gmm.log_prob(grid_points(cfg).double()).exp().float().reshape(cfg.grid, cfg.grid)
-    x = sample_dataset(data, n, torch.Generator().manual_seed(5))
-    edges = torch.linspace(-cfg.extent, cfg.extent, cfg.grid + 1)
-    hist = torch.histogramdd(x, bins=[edges, edges]).hist  # [x-bin, y-bin]
-    area = (edges[1] - edges[0]) ** 2
-    return (hist / (n * area)).T.flip(0)
+def _default(fn, name: str):
+    """A keyword default of a dataset sampler (one source of truth for its parameters)."""
+    return inspect.signature(fn).parameters[name].default
 
 
-def reference_nll(data: str, x: torch.Tensor, cfg: FPToyConfig) -> float | None:
-    """The true −E log p of the test points where known (mixtures: p_{σ_min}; checkerboard: ln 2)."""
-    gmm = exact_mixture(data)
-    if gmm is not None:
-        return float(-gmm.log_prob(x.double(), cfg.sigma_min).mean())
-    return math.log(2.0) if data == "checkerboard" else None  # uniform on 8 squares of area ¼
+def checkerboard_log_prob(x: torch.Tensor) -> torch.Tensor:
+    """log p of the checkerboard sampler: uniform (density 1/(#black·cell²)) on squares with i + j even."""
+    squares = _default(toy2d.checkerboard, "squares")
+    cell = 2.0 / squares
+    ij = torch.floor((x + 1) / cell)
+    inside = ((x > -1) & (x < 1)).all(1) & ((ij.sum(1) % 2) == 0)
+    log_dens = -math.log(squares**2 / 2 * cell**2)
+    return torch.where(inside, torch.full_like(x[:, 0], log_dens), torch.full_like(x[:, 0], -math.inf))
+
+
+def rings_log_prob(x: torch.Tensor) -> torch.Tensor:
+    """log p of the rings sampler: radius ~ (1/K)Σ N(r_k, s²), angle uniform ⇒ p(x) = p(|x|)/(2π|x|)."""
+    radii, s = torch.tensor(_default(toy2d.rings, "radii"), dtype=x.dtype), _default(toy2d.rings, "noise")
+    r = x.norm(dim=1, keepdim=True)
+    log_r = torch.logsumexp(-0.5 * ((r - radii) / s) ** 2, 1) - math.log(len(radii) * s * math.sqrt(2 * math.pi))
+    return log_r - torch.log(2 * math.pi * r[:, 0])
+
+
+def swiss_roll_log_prob(x: torch.Tensor, n_t: int = 20_000, chunk: int = 2048) -> torch.Tensor:
+    """log p of the swiss-roll sampler: E_t N(x; t(cos t, sin t)/15, s²I), t ~ U[1.5π, 4.5π], by quadrature."""
+    s = _default(toy2d.swiss_roll, "noise")
+    t = 1.5 * math.pi * (1 + 2 * (torch.arange(n_t, dtype=x.dtype) + 0.5) / n_t)
+    curve = torch.stack([t * t.cos(), t * t.sin()], 1) / 15.0
+    out = []
+    for xc in x.split(chunk):
+        sq = torch.cdist(xc, curve) ** 2
+        out.append(torch.logsumexp(-0.5 * sq / s**2, 1) - math.log(n_t * 2 * math.pi * s**2))
+    return torch.cat(out)
+
+
+REFERENCE_LOG_PROB = {
+    "checkerboard": checkerboard_log_prob,
+    "rings": rings_log_prob,
+    "swiss_roll": swiss_roll_log_prob,
+    "gmm": lambda x: exact_mixture("gmm").log_prob(x.double()).to(x.dtype),
+}
+
+
+def data_density(data: str, cfg: FPToyConfig) -> torch.Tensor:
+    """The true data density on the heat-map grid ``[grid, grid]``."""
+    return REFERENCE_LOG_PROB[data](grid_points(cfg).double()).exp().float().reshape(cfg.grid, cfg.grid)
+
+
+def reference_nll(data: str, x: torch.Tensor) -> float:
+    """The true −mean log p_data of the test points (the floor any model's NLL approaches)."""
+    return float(-REFERENCE_LOG_PROB[data](x.double()).mean())
 
 
 def evaluate(D, x_test: torch.Tensor, cfg: FPToyConfig) -> dict:
@@ -230,7 +265,8 @@ def markdown(cfg: FPToyConfig, summary: dict, seconds: float, cpu_seconds: float
              f"Command: `{command}` (1 CPU thread: {cpu_seconds / 60:.1f} CPU min, {seconds / 60:.1f} min wall "
              f"on a shared machine). MLP {cfg.hidden}×{cfg.depth}; seeds {list(cfg.seeds)}; "
              f"pre-train {cfg.pretrain_steps} DSM steps, then fine-tune {cfg.finetune_steps} steps with DSM "
-             f"(`dsm`) or DSM + α·(w(σ)‖r‖/√d)² with w = `{cfg.fp_weighting}` (`fpα`, residual on "
+             f"(`dsm`) or DSM + α·(w(σ)‖r‖/√d)² with w = `{cfg.fp_weighting}` (see `FP_WEIGHTS`; `unit` = σ², "
+             "equal up to a constant to FP-Diffusion's g²-weighting with m = 2) (`fpα`, residual on "
              f"{cfg.fp_fraction:.0%} of each batch), same "
              f"data/noise streams. NLL = −log p_σmin(x) in nats (σ_min = {cfg.sigma_min}) on {cfg.n_test} "
              "held-out points, exact divergence, Dormand–Prince rtol = atol = "
@@ -241,15 +277,39 @@ def markdown(cfg: FPToyConfig, summary: dict, seconds: float, cpu_seconds: float
     large = [i for i, s in enumerate(cfg.residual_sigmas) if s >= 1.0]
     for data, summ in summary.items():
         ref = summ["reference_nll"]
-        if ref is not None:
-            lines.append(f"| {data} | true density | {ref:.3f} | | | | | |")
+        lines.append(f"| {data} | true density | {ref:.3f} | | | | | |")
         for lab, s in summ["labels"].items():
             r = s["residual_mean"]
             lines.append(
                 f"| {data} | {lab} | {fmt(s['nll'])} | {fmt(s['delta_nll_vs_dsm'])} | "
                 f"{s['n_seeds_nll_lower']}/{len(cfg.seeds)} | {fmt(s['dsm'])} | "
                 f"{statistics.fmean(r[i] for i in small):.3g} | {statistics.fmean(r[i] for i in large):.3g} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + ["", *verdict_lines(summary, len(cfg.seeds))]) + "\n"
+
+
+def verdict_lines(summary: dict, n_seeds: int) -> list[str]:
+    """Per dataset: the best α's paired ΔNLL and seed count, the largest α's ΔNLL, the residual reduction."""
+    lines = ["## Verdict (computed from the table)", ""]
+    helped, hurt = [], []
+    for data, summ in summary.items():
+        labs = summ["labels"]
+        fps = [lab for lab in labs if lab != "dsm"]
+        best = min(fps, key=lambda lab: labs[lab]["delta_nll_vs_dsm"][0])
+        d, k = labs[best]["delta_nll_vs_dsm"], labs[best]["n_seeds_nll_lower"]
+        last = labs[fps[-1]]["delta_nll_vs_dsm"]
+        shrink = statistics.fmean(labs["dsm"]["residual_mean"]) / statistics.fmean(labs[fps[-1]]["residual_mean"])
+        gap = labs["dsm"]["nll"][0] - summ["reference_nll"]
+        lines.append(f"- {data}: best {best}: ΔNLL {fmt(d)} nats ({k}/{n_seeds} seeds lower); {fps[-1]}: ΔNLL "
+                     f"{fmt(last)}; mean residual ÷{shrink:.1f} at {fps[-1]}; DSM model is {gap:.3f} nats above "
+                     "the true density.")
+        if k == n_seeds and d[0] < 0:
+            helped.append(f"{data} (by {-d[0]:.3f} nats at {best})")
+        if labs[fps[-1]]["n_seeds_nll_lower"] == 0 and last[0] > 0:
+            hurt.append(data)
+    lines += ["", "The regulariser lowered the NLL on every seed at some α on: "
+              + (", ".join(helped) if helped else "no dataset") + f". At the largest α ({fps[-1]}) it raised the NLL "
+              "on every seed on: " + (", ".join(hurt) if hurt else "no dataset") + "."]
+    return lines
 
 
 def run(cfg: FPToyConfig, out: Path, command: str, log=print) -> dict:
@@ -263,7 +323,7 @@ def run(cfg: FPToyConfig, out: Path, command: str, log=print) -> dict:
             res = run_pair(cfg, data, seed, x_test, log)
             per_seed[seed] = res["rows"]
             first = res["models"] if first is None else first
-        summary[data] = summarise(per_seed, reference_nll(data, x_test, cfg))
+        summary[data] = summarise(per_seed, reference_nll(data, x_test))
         raw[data] = per_seed
         fp_labels = [lab for lab in summary[data]["labels"] if lab != "dsm"]
         best = min(fp_labels, key=lambda lab: summary[data]["labels"][lab]["nll"][0])

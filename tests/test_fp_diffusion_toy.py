@@ -3,9 +3,10 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 import torch
 
-from soundctm.data.toy2d import exact_mixture
+from soundctm.data.toy2d import exact_mixture, sample_dataset
 
 spec = importlib.util.spec_from_file_location(
     "fp_diffusion_toy", Path(__file__).parents[1] / "recipes" / "fp_diffusion_toy.py")
@@ -14,14 +15,23 @@ sys.modules["fp_diffusion_toy"] = recipe
 spec.loader.exec_module(recipe)
 
 
-def test_checkerboard_reference_density_is_one_half_on_black_squares():
-    cfg = replace(recipe.FPToyConfig(), grid=16, extent=1.0)  # 4 grid cells per board square
-    dens = recipe.data_density("checkerboard", cfg, n=400_000)
-    cell = (2.0 / 16) ** 2
-    assert abs(float(dens.sum()) * cell - 1.0) < 1e-6
-    black = dens > 0.25
-    assert int(black.sum()) == 128  # 8 of 16 squares, 16 cells each
-    assert torch.allclose(dens[black], torch.full_like(dens[black], 0.5), atol=0.05)
+@pytest.mark.parametrize("data", ["checkerboard", "rings", "swiss_roll", "gmm"])
+def test_reference_log_density_integrates_to_one(data):
+    h = 0.02  # a lattice step ≤ the noise width (0.02 rings, 0.03 swiss roll, 0.05 gmm): Riemann sums are exact
+    ax = torch.arange(-1.5 + h / 2, 1.5, h, dtype=torch.float64)
+    pts = torch.cartesian_prod(ax, ax)
+    logp = recipe.REFERENCE_LOG_PROB[data](pts) if data != "swiss_roll" else \
+        recipe.swiss_roll_log_prob(pts, n_t=1000)
+    assert float(logp.exp().sum()) * h**2 == pytest.approx(1.0, abs=0.01)
+
+
+def test_reference_density_is_positive_on_samples_and_checkerboard_is_one_half():
+    g = torch.Generator().manual_seed(0)
+    for data in recipe.DATASETS:
+        assert torch.isfinite(recipe.REFERENCE_LOG_PROB[data](sample_dataset(data, 200, g).double())).all()
+    x = torch.tensor([[-0.75, -0.75], [-0.25, -0.75], [0.3, 0.8], [1.2, 0.0]], dtype=torch.float64)
+    p = recipe.checkerboard_log_prob(x).exp()
+    assert torch.allclose(p, torch.tensor([0.5, 0.0, 0.0, 0.0], dtype=torch.float64))
 
 
 def test_model_density_of_exact_mixture_denoiser_matches_its_density():

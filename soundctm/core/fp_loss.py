@@ -17,10 +17,15 @@ from soundctm.core.fpe import denoiser_score, make_probes, score_fpe_residual
 from soundctm.core.losses import dsm_loss
 from soundctm.core.utils import append_dims
 
-# w(σ) multiplying the RMS residual: "unit" σ² (scale-free), "likelihood" g² = 2σ (FP-Diffusion's "ll"), "constant".
+# w(σ) multiplying the RMS residual, then raised to the power m.
+# "unit" σ²: the scale-free σ²‖r‖. With m = 2 this equals, up to a constant, FP-Diffusion's g²-weighted squared
+#   residual (their "ll", m = 2) for a VE SDE in exponential time u ∝ ln σ: there g_u² ∝ σ² and ∂_u s = σ·∂_σ s,
+#   so g_u²‖r_u‖² ∝ σ²·σ²‖r‖².
+# "g2" 2σ: g² of the process in σ-time; it weights small σ far more (σ⁻² relative to "unit" for m = 2).
+# "constant" 1.
 FP_WEIGHTS = {
     "unit": lambda sigma: sigma**2,
-    "likelihood": lambda sigma: 2 * sigma,
+    "g2": lambda sigma: 2 * sigma,
     "constant": lambda sigma: torch.ones_like(sigma),
 }
 
