@@ -1,4 +1,4 @@
-"""FP-Diffusion's training objective: denoising score matching plus the score-FPE residual (Lai et al. 2023, eq. 9).
+"""FP-Diffusion's training objective: denoising score matching plus the score-FPE residual (Lai et al., ICML 2023).
 
 Per sample: L = λ(σ)·‖D(x_σ, σ) − x0‖² + α·(w(σ)·‖r(x_σ, σ)‖/√d)^m + β·(mean_batch ψ)², where r is the score-FPE
 residual of ``soundctm.core.fpe`` evaluated on the same noised points x_σ = x0 + σn and ψ = σ²(∇·s + ‖s‖²) its

@@ -8,7 +8,8 @@ g(t)² = d(σ²)/dt = 2t. Its Fokker–Planck equation and the equation it impli
     ∂ₜp = ½g²Δp = t·Δp,
     ∂ₜq = t·(Δq + ‖∇q‖²)                 (divide by p: Δp/p = Δq + ‖∇q‖²).
 
-Taking ∇ₓ of the second line gives the score FPE for s = ∇ₓq (Lai et al. 2023, Prop. 3.1 with f = 0, g² = 2t):
+Taking ∇ₓ of the second line gives the score FPE for s = ∇ₓq; it is the f = 0, g² = 2t case of the general
+∂ₜs = ∇ₓ[½g²(∇·s + ‖s‖²) − ⟨f, s⟩ − ∇·f] for dx = f dt + g dw (Lai et al. 2023):
 
     ∂ₜs(x, t) = t·∇ₓ( ∇ₓ·s(x, t) + ‖s(x, t)‖² ).
 
