@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import os
 import shutil
 import socket
 import tempfile
@@ -34,18 +35,29 @@ def free_port() -> int:
 
 
 def tiny_pipeline(model_dir: Path):
-    pipe = make_pipeline(model_dir)
+    """The tiny random pipeline saved to ``model_dir``, or loaded from it when it already holds a model."""
+    if model_dir.is_dir():
+        from soundctm.pipeline import SoundCTM
+
+        pipe = SoundCTM.from_pretrained(model_dir)
+    else:
+        pipe = make_pipeline(model_dir)
     pipe.config = replace(pipe.config, teacher_steps=TEACHER_STEPS)
     return pipe
 
 
 @functools.cache
 def demo_server() -> DemoServer:
-    """Launch the demo in this process once (closed at exit); the app is the one ``soundctm demo`` serves."""
-    model_dir = Path(tempfile.mkdtemp(prefix="soundctm-demo-test-")) / "model"
+    """Launch the demo in this process once (closed at exit); the app is the one ``soundctm demo`` serves.
+
+    $SOUNDCTM_DEMO_MODEL swaps the tiny random model for a real one (used to take docs/demo.png).
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="soundctm-demo-test-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+    model_dir = Path(os.environ.get("SOUNDCTM_DEMO_MODEL") or tmp / "model")
     pipe = tiny_pipeline(model_dir)
-    app = build_app(pipe, model_name="tiny-random", concurrency_limit=CONCURRENCY)
+    name = model_dir.name if os.environ.get("SOUNDCTM_DEMO_MODEL") else "tiny random (untrained) test model"
+    app = build_app(pipe, model_name=name, concurrency_limit=CONCURRENCY)
     _, url, _ = launch(app, "127.0.0.1", free_port(), block=False)
-    atexit.register(shutil.rmtree, model_dir.parent, ignore_errors=True)
     atexit.register(app.close)
     return DemoServer(pipe, app, url, model_dir)
