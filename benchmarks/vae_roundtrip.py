@@ -174,7 +174,8 @@ def to_markdown(report: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['judge_accuracy']:.1%} | {vae_l1} | "
                      f"{r['mel_l1_wave']:.3f} | {'yes' if r['meets_target'] else 'no'} |")  # fmt: skip
     lines += ["", "(n) = clips the attribute applies to. mel L1 in natural-log mel units (AudioLDM log-mel).", "",
-              f"Command: `python benchmarks/vae_roundtrip.py --vae {s['vae']} --n {s['n']} --seed {s['seed']}`; "
+              f"Command: `python benchmarks/vae_roundtrip.py --vae {s['vae']} --n {s['n']} --seed {s['seed']}"
+              + "".join(f" --vocoder {v}" for v in s["vocoders"][1:]) + "`; "
               f"{s['seconds']:.0f} s on {s['threads']} CPU thread(s)."]  # fmt: skip
     return "\n".join(lines) + "\n"
 
