@@ -124,3 +124,10 @@ def test_registry_and_bad_inputs(tmp_path):
         GriffinLimVocoder()(torch.zeros(1, 80, 10))
     with pytest.raises(ValueError, match="momentum"):
         GriffinLimVocoder(momentum=1.0)
+
+
+def test_griffin_lim_with_short_window_recovers_tone():
+    config = MelConfig(win_length=512)
+    mel = MelSpectrogram(config)(_tone(300.0))
+    wave = GriffinLimVocoder(config, n_iter=16)(mel)
+    assert abs(_dominant_freq(wave[0]) - 300.0) / 300.0 < 0.02

@@ -59,7 +59,7 @@ def mel_peaks(mel: torch.Tensor, prominence: float) -> torch.Tensor:
 
 
 def spectral_lines(
-    mel: torch.Tensor, basis: torch.Tensor, centers_hz: torch.Tensor, bin_hz: float, power: float, prominence: float
+    mel: torch.Tensor, basis: torch.Tensor, centers_hz: torch.Tensor, config: MelConfig, prominence: float
 ) -> torch.Tensor:
     """Sinusoids behind prominent mel peaks: |STFT| ``[B, n_freqs, F]`` made of Hann lobes.
 
@@ -75,8 +75,9 @@ def spectral_lines(
     m3 = mel[b[:, None], near, t[:, None]]
     weights = m3 / basis.amax(dim=1)[near]
     f_star = (weights * centers_hz[near]).sum(1) / weights.sum(1).clamp_min(1e-12)
-    freqs = torch.arange(basis.shape[1], device=mel.device, dtype=mel.dtype) * bin_hz
-    lobes = hann_lobe((freqs[None, :] - f_star[:, None]) / bin_hz) ** power  # [P, n_freqs]
+    freqs = torch.arange(basis.shape[1], device=mel.device, dtype=mel.dtype) * (config.sample_rate / config.n_fft)
+    lobe_hz = config.sample_rate / config.win_length  # the window's DTFT is in units of 1 / win_length
+    lobes = hann_lobe((freqs[None, :] - f_star[:, None]) / lobe_hz) ** config.power  # [P, n_freqs]
     response = torch.gather(lobes @ basis.T, 1, near)  # [P, 3]
     amp = (m3 * response).sum(1) / (response**2).sum(1).clamp_min(1e-12)
     lines.index_put_((b, t), amp[:, None] * lobes, accumulate=True)
@@ -115,8 +116,7 @@ class GriffinLimVocoder(nn.Module):
         mel = torch.exp(log_mel.float())
         lines = torch.zeros(mel.shape[0], basis.shape[1], mel.shape[2], device=mel.device)
         if self.line_prominence is not None:
-            bin_hz = c.sample_rate / c.n_fft
-            lines = spectral_lines(mel, basis, self.centers_hz, bin_hz, c.power, self.line_prominence)
+            lines = spectral_lines(mel, basis, self.centers_hz, c, self.line_prominence)
             mel = (mel - basis @ lines).clamp_min(0.0)
         linear = nnls_mel_to_linear(mel, basis) + lines
         return linear.pow(1.0 / c.power)
