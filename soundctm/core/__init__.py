@@ -5,7 +5,10 @@ Contracts:
 - a *CTM jump* is any callable ``G(x, t, s, **cond) -> x_s_hat`` with ``G(x, t, t) == x``.
 """
 
-from soundctm.core import gmm, guidance, losses, precond, samplers, schedule, solvers
+from soundctm.core import fp_loss, fpe, gmm, guidance, likelihood, losses, precond, samplers, schedule, solvers
 from soundctm.core.utils import append_dims, as_sigma
 
-__all__ = ["append_dims", "as_sigma", "gmm", "guidance", "losses", "precond", "samplers", "schedule", "solvers"]
+__all__ = [
+    "append_dims", "as_sigma", "fp_loss", "fpe", "gmm", "guidance", "likelihood", "losses", "precond", "samplers",
+    "schedule", "solvers",
+]
