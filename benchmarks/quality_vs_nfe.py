@@ -141,6 +141,7 @@ def plot(report: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     groups: dict[str, list[dict]] = {}
@@ -158,6 +159,10 @@ def plot(report: dict, path: Path) -> Path:
             ax = axes[i, j]
             ax.axhline(report["real"][metric], color="k", ls="--", lw=1, label="real clips")
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+            if metric == "fd_synth":
+                ax.set_yscale("log")
             ax.set_xlabel(x)
             ax.set_ylabel("FD_synth (lower is better)" if metric == "fd_synth" else "classifier attribute accuracy")
             ax.grid(alpha=0.3)

@@ -201,3 +201,13 @@ def test_prompt_set_from_a_synthcaps_manifest(tmp_path):
     waves, sr = ps.reference()
     assert sr == 16000
     np.testing.assert_allclose(waves, np.stack([w for w, _, _ in truth]), atol=2 / 32768)  # 16-bit PCM
+
+
+def test_eval_cli_corrupt_classifier_exits_2_before_generating(folders, tmp_path, capsys):
+    bad = tmp_path / "cls"
+    bad.mkdir()
+    (bad / "config.json").write_text("{}")
+    args = ["--model", str(folders / "model"), "--classifier", str(bad), "--n", "2", "--out", str(tmp_path / "x.json")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("soundctm eval: error: path must be a classifier folder") and len(err.splitlines()) == 1

@@ -111,14 +111,15 @@ def run_eval(args, metrics: list[str], prompts) -> dict:
     from soundctm.pipeline import SoundCTM
 
     torch.set_num_threads(1)
+    embedder = build_synthcaps_embedder(args.classifier) if set(metrics) - {"clap"} else None
+    clap = build_embedder("clap", args.clap) if "clap" in metrics else None
     pipe = SoundCTM.from_pretrained(args.model)
     gen = generate_batched(pipe, prompts.captions, args.batch_size, args.seed, steps=args.steps, gamma=args.gamma,
                            guidance=args.guidance, nu=args.nu, sampler=args.sampler,
                            teacher_solver=args.teacher_solver)
     t0 = time.perf_counter()
     scores: dict = {}
-    if set(metrics) - {"clap"}:
-        embedder = build_synthcaps_embedder(args.classifier)
+    if embedder is not None:
         generated = embedder.embed_and_predict(gen.waveforms, gen.sample_rate)
         reference = None
         if {"fd_synth", "kl"} & set(metrics):
@@ -128,8 +129,7 @@ def run_eval(args, metrics: list[str], prompts) -> dict:
     if "clap" in metrics:
         from soundctm.metrics.scores import clap_score_of_audio
 
-        scores["clap"] = clap_score_of_audio(build_embedder("clap", args.clap), prompts.captions, gen.waveforms,
-                                             gen.sample_rate)
+        scores["clap"] = clap_score_of_audio(clap, prompts.captions, gen.waveforms, gen.sample_rate)
     return {
         "model": str(args.model),
         "prompts": prompts.name,
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(e.code or 0)
     try:
         results = run_eval(args, metrics, prompts)
-    except ValueError as e:  # a corrupt model folder, a bad classifier or CLAP folder
+    except ValueError as e:  # a corrupt model folder, a bad classifier or CLAP folder (before generating)
         print(f"soundctm eval: error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
