@@ -44,6 +44,7 @@ class TeacherRecipeConfig:
     data: TeacherDataConfig = field(default_factory=TeacherDataConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     export_dir: str = ""  # empty: <out_dir>/teacher
+    export_ema: bool = True  # export the first EMA (false: the raw weights; better for runs short next to 1/(1−decay))
     threads: int = 0  # torch intra-op threads on CPU (0: torch's default)
 
 
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     with Trainer(cfg.train, run_config=cfg) as trainer:
         trainer.fit({"net": build_teacher(cfg, data)}, loss_fn, data.batched(), collate_fn=whole_batch)
         out = Path(cfg.export_dir) if cfg.export_dir else trainer.out_dir / "teacher"
-        trainer.export(out, "net", data={"cache_dir": cfg.data.cache_dir, "num_samples": len(data),
+        trainer.export(out, "net", ema=cfg.export_ema, data={"cache_dir": cfg.data.cache_dir, "num_samples": len(data),
                                          **{k: v for k, v in data.index.items() if k in ("source", "text_encoder")}})
     return 0
 
