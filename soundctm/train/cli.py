@@ -15,6 +15,12 @@ RECIPES_DIR = Path(__file__).resolve().parents[2] / "recipes"
 
 # short name -> script file in recipes/
 RECIPES: dict[str, str] = {
+    "vae": "train_vae.py",
+    "teacher": "train_teacher.py",
+    "soundctm": "train_soundctm.py",
+    "image": "train_image.py",
+    "toy2d": "toy2d.py",
+    "fp-diffusion-toy": "fp_diffusion_toy.py",
     "toy-regression": "train_toy_regression.py",
 }
 
