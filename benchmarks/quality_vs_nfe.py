@@ -25,6 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from soundctm.metrics.frechet import frechet_distance_of_embeddings
@@ -37,6 +38,7 @@ from soundctm.metrics.synthcaps_eval import (
     judge_verdicts,
     load_prompt_set,
     preview_fidelity,
+    verdict_agreement,
 )
 from soundctm.pipeline import DEFAULT_MODEL, SoundCTM
 
@@ -73,24 +75,23 @@ def settings_grid(grid: dict, has_teacher: bool) -> list[Setting]:
     return out
 
 
-def score_setting(embedder, gen, prompts, reference) -> tuple[dict, object]:
-    """FD_synth, classifier and judge accuracy of one generated set; returns (row, classifier outputs)."""
-    out = embedder.embed_and_predict(gen.waveforms, gen.sample_rate)
-    attr = accuracy_of_verdicts(classifier_verdicts(out.attributes(), prompts.attrs), CORE_ATTRIBUTES)
-    judged = accuracy_of_verdicts(judge_verdicts(gen.waveforms, gen.sample_rate, prompts.attrs), JUDGE_KEYS)
-    row = {"fd_synth": frechet_distance_of_embeddings(reference.embeddings, out.embeddings),
-           "attr_mean": attr.mean, "judge_mean": judged.mean, "attr": attr.accuracy, "judge": judged.accuracy}
-    return row, out
+def scores(out, waves, sr: int, prompts, reference_embeddings) -> dict:
+    """FD_synth, classifier and judge accuracy, and their agreement, of clips ``[N, T]`` with classifier outputs."""
+    cls_verdicts = classifier_verdicts(out.attributes(), prompts.attrs)
+    judge_v = judge_verdicts(waves, sr, prompts.attrs)
+    attr, judged = accuracy_of_verdicts(cls_verdicts, CORE_ATTRIBUTES), accuracy_of_verdicts(judge_v, JUDGE_KEYS)
+    agreement = verdict_agreement(cls_verdicts, judge_v)
+    return {"fd_synth": frechet_distance_of_embeddings(reference_embeddings, out.embeddings),
+            "attr_mean": attr.mean, "judge_mean": judged.mean, "attr": attr.accuracy, "judge": judged.accuracy,
+            "classifier_judge_agreement": agreement, "agreement_mean": float(np.mean(list(agreement.values())))}
 
 
-def real_floor(embedder, prompts, reference, n: int, seed: int, split: str) -> dict:
-    """The same scores for real clips: the prompts' own clips (accuracy) and other real clips (FD floor)."""
+def real_floor(embedder, prompts, reference, seed: int, split: str) -> dict:
+    """Scores of the prompts' own real clips; FD against as many other real clips (the floor at this size)."""
     waves, sr = prompts.reference()
-    other = embedder.embed(synthcaps_waves(n, seed + 1, split)[0], 16000)
-    attr = accuracy_of_verdicts(classifier_verdicts(reference.attributes(), prompts.attrs), CORE_ATTRIBUTES)
-    judged = accuracy_of_verdicts(judge_verdicts(waves, sr, prompts.attrs), JUDGE_KEYS)
-    return {"label": "real clips", "fd_synth": frechet_distance_of_embeddings(reference.embeddings, other),
-            "attr_mean": attr.mean, "judge_mean": judged.mean, "attr": attr.accuracy, "judge": judged.accuracy}
+    other = embedder.embed_and_predict(synthcaps_waves(len(prompts), seed + 1, split)[0], 16000)
+    row = scores(reference, waves, sr, prompts, other.embeddings)
+    return {"label": "real clips", **row}
 
 
 def run(args) -> dict:
@@ -107,7 +108,8 @@ def run(args) -> dict:
         t0 = time.perf_counter()
         gen = generate_batched(pipe, prompts.captions, args.batch_size, args.seed, steps=setting.steps,
                                gamma=setting.gamma, sampler=setting.sampler, teacher_solver=setting.solver)
-        row, outputs[setting] = score_setting(embedder, gen, prompts, reference)
+        outputs[setting] = embedder.embed_and_predict(gen.waveforms, gen.sample_rate)
+        row = scores(outputs[setting], gen.waveforms, gen.sample_rate, prompts, reference.embeddings)
         rows.append({**asdict(setting), "label": setting.label, "nfe": gen.nfe,
                      "seconds_per_clip": gen.seconds / len(prompts), "real_time_factor": gen.real_time_factor, **row})
         print(f"{setting.label:>22} steps {setting.steps:>2}  NFE {gen.nfe:>3}  FD {row['fd_synth']:8.3f}  "
@@ -118,7 +120,7 @@ def run(args) -> dict:
         "model": str(args.model), "split": split, "n_prompts": len(prompts), "seed": args.seed,
         "guidance": pipe.config.guidance, "threads": torch.get_num_threads(),
         "rows": rows,
-        "real": real_floor(embedder, prompts, reference, len(prompts), args.seed, split),
+        "real": real_floor(embedder, prompts, reference, args.seed, split),
         "preview": preview_rows(outputs),
     }
 
@@ -185,13 +187,18 @@ def render_markdown(report: dict, png_name: str) -> str:
         f"{', '.join(CORE_ATTRIBUTES)}; judge: signal-measurement accuracy, mean over {', '.join(JUDGE_KEYS)}; "
         "seconds: per clip, text to waveform (VAE + Griffin-Lim included).", "",
         f"![quality vs NFE]({png_name})", "",
-        "| sampler | steps | NFE | FD_synth | attr | judge | s / clip | RTF |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| real clips | – | – | {real['fd_synth']:.3f} | {real['attr_mean']:.3f} | {real['judge_mean']:.3f} | – | – |",
+        "cls≈judge: fraction of (clip, attribute) verdicts on which classifier and measurements agree (right or "
+        "wrong alike), mean over the attributes both judge — how closely the classifier reads generated audio "
+        "the way the signal measurements do.", "",
+        "| sampler | steps | NFE | FD_synth | attr | judge | cls≈judge | s / clip | RTF |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| real clips | – | – | {real['fd_synth']:.3f} | {real['attr_mean']:.3f} | {real['judge_mean']:.3f} | "
+        f"{real['agreement_mean']:.3f} | – | – |",
     ]
     for r in report["rows"]:
         lines.append(f"| {r['label']} | {r['steps']} | {r['nfe']} | {r['fd_synth']:.3f} | {r['attr_mean']:.3f} | "
-                     f"{r['judge_mean']:.3f} | {r['seconds_per_clip']:.3f} | {r['real_time_factor']:.2f} |")
+                     f"{r['judge_mean']:.3f} | {r['agreement_mean']:.3f} | {r['seconds_per_clip']:.3f} | "
+                     f"{r['real_time_factor']:.2f} |")
     keys = list(CORE_ATTRIBUTES)
     lines += ["", "## Preview fidelity (vs the CTM 1-step result from the same noise)", "",
               "Agreement: fraction of prompts whose classifier reads the same attribute from both results; "

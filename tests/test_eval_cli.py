@@ -24,6 +24,7 @@ from soundctm.metrics.synthcaps_eval import (
     load_prompt_set,
     mean_pairwise_distances,
     preview_fidelity,
+    verdict_agreement,
 )
 
 SMALL = SynthCapsClassifierConfig(channels=(4, 8), embedding_dim=16)
@@ -69,6 +70,12 @@ def test_classifier_verdicts_score_only_applicable_attributes():
         assert ("pitch" in v) == (a["pitch"] is not None) and not v.get("pitch", False)
     default = classifier_verdicts(wrong_pitch, attrs)
     assert all(set(v) == set(applicable_attributes(a)) & set(SCORED_ATTRIBUTES) for v, a in zip(default, attrs))
+
+
+def test_verdict_agreement_closed_form():
+    a = [{"pitch": True, "count": True}, {"pitch": False, "source": True}, {"count": False}]
+    b = [{"pitch": True, "count": False}, {"pitch": False}, {"count": False, "family": True}]
+    assert verdict_agreement(a, b) == {"count": 0.5, "pitch": 1.0}
 
 
 # ---- preview fidelity ----
@@ -146,14 +153,14 @@ def test_eval_cli_writes_json_and_markdown(folders, tmp_path):
     assert run_cli(folders, out, "--metrics", "fd_synth,attr,judge,kl,is") == 0
     res = json.loads(out.read_text())
     assert set(res) >= {"model", "prompts", "n", "settings", "generation", "metrics"}
-    assert set(res["metrics"]) == {"fd_synth", "attr", "judge", "kl", "is"}
+    assert set(res["metrics"]) == {"fd_synth", "fd_synth_floor", "attr", "judge", "kl", "is"}
     assert res["n"] == 4 and res["generation"]["nfe"] == 1 and res["settings"]["sampler"] == "ctm"
     attrs = [a for _, a in heldout_prompts(4, 0)]
     assert res["metrics"]["attr"]["support"]["source"] == 4
     assert res["metrics"]["attr"]["support"].get("pitch", 0) == sum(a["pitch"] is not None for a in attrs)
     for name in ("attr", "judge"):
         assert all(0.0 <= v <= 1.0 for v in res["metrics"][name]["accuracy"].values())
-    assert res["metrics"]["fd_synth"] >= 0.0
+    assert res["metrics"]["fd_synth"] >= 0.0 and res["metrics"]["fd_synth_floor"] >= 0.0
     md = out.with_suffix(".md").read_text()
     assert "| fd_synth |" in md and "**attr** per attribute" in md
 

@@ -107,7 +107,7 @@ def run_eval(args, metrics: list[str], prompts) -> dict:
 
     from soundctm.metrics.embedders import build_embedder
     from soundctm.metrics.synthcaps_classifier import build_synthcaps_embedder
-    from soundctm.metrics.synthcaps_eval import evaluate_clips, generate_batched
+    from soundctm.metrics.synthcaps_eval import evaluate_clips, fd_floor, generate_batched
     from soundctm.pipeline import SoundCTM
 
     torch.set_num_threads(1)
@@ -126,6 +126,8 @@ def run_eval(args, metrics: list[str], prompts) -> dict:
             ref_waves, ref_sr = prompts.reference()
             reference = embedder.embed_and_predict(ref_waves, ref_sr)
         scores.update(evaluate_clips(generated, gen.waveforms, gen.sample_rate, prompts, metrics, reference))
+        if "fd_synth" in metrics:
+            scores["fd_synth_floor"] = fd_floor(embedder, reference, prompts.split, args.seed + 1)
     if "clap" in metrics:
         from soundctm.metrics.scores import clap_score_of_audio
 

@@ -43,6 +43,7 @@ class PromptSet:
     attrs: list[dict] | None
     reference: Callable[[], tuple[np.ndarray, int]]
     paired: bool  # reference clip i is the real clip of caption i
+    split: str = "heldout"  # SynthCaps split the reference (or, for the FD floor, other real clips) come from
 
     def __len__(self) -> int:
         return len(self.captions)
@@ -65,7 +66,8 @@ def synthcaps_prompt_set(name: str, n: int, seed: int) -> PromptSet:
 
     split = PROMPT_SETS[name]
     prompts = heldout_prompts(n, seed, split)
-    return PromptSet(name, [c for c, _ in prompts], [a for _, a in prompts], synthcaps_reference(n, seed, split), True)
+    return PromptSet(name, [c for c, _ in prompts], [a for _, a in prompts], synthcaps_reference(n, seed, split), True,
+                     split)
 
 
 def manifest_prompt_set(path: Path, n: int | None) -> PromptSet:
@@ -186,6 +188,17 @@ def judge_verdicts(waveforms: np.ndarray, sample_rate: int, attrs: Sequence[dict
     return [judge(w, sample_rate, a) for w, a in zip(waveforms, attrs)]
 
 
+def verdict_agreement(a: Sequence[dict[str, bool]], b: Sequence[dict[str, bool]]) -> dict[str, float]:
+    """Per attribute both verdict lists judge, the fraction of clips where they agree (both right or both wrong).
+
+    With ``a`` from the classifier and ``b`` from the signal measurements, a check that the classifier reads
+    generated audio the way the measurements do.
+    """
+    keys = sorted({k for v in a for k in v} & {k for v in b for k in v})
+    pairs = {k: [x[k] == y[k] for x, y in zip(a, b) if k in x and k in y] for k in keys}
+    return {k: float(np.mean(v)) for k, v in pairs.items() if v}
+
+
 # ---- preview fidelity ----
 
 @dataclass(frozen=True)
@@ -254,9 +267,19 @@ def evaluate_clips(generated: SynthCapsOutputs, waveforms: np.ndarray, sample_ra
     return out
 
 
+def fd_floor(embedder, reference: SynthCapsOutputs, split: str, seed: int) -> float:
+    """FD_synth between the reference clips and as many other real clips of ``split`` (seed ``seed``): what a
+    perfect generator would score at this sample size (FD is biased upwards by O(1/n))."""
+    from soundctm.metrics.synthcaps_classifier import synthcaps_waves
+
+    other = embedder.embed(synthcaps_waves(len(reference.embeddings), seed, split)[0], 16000)
+    return frechet_distance_of_embeddings(reference.embeddings, other)
+
+
 def headline(metrics: dict) -> dict[str, float]:
-    """One number per metric: fd_synth, attr/judge mean accuracy, kl (ref→gen), is mean, clap."""
-    pick = {"fd_synth": lambda v: v, "attr": lambda v: v["mean"], "judge": lambda v: v["mean"],
-            "kl": lambda v: v["ref_to_gen"], "is": lambda v: v["mean"], "clap": lambda v: v}
+    """One number per metric: fd_synth (and its real-clip floor), attr/judge mean accuracy, kl (ref→gen), is, clap."""
+    pick = {"fd_synth": lambda v: v, "fd_synth_floor": lambda v: v, "attr": lambda v: v["mean"],
+            "judge": lambda v: v["mean"], "kl": lambda v: v["ref_to_gen"], "is": lambda v: v["mean"],
+            "clap": lambda v: v}
     return {k: float(pick[k](v)) for k, v in metrics.items() if k in pick}
 
