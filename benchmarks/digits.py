@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -136,6 +137,15 @@ def write_grids(recipe, teacher: ImageUNet, students: dict[str, ImageUNet], spli
     return names
 
 
+def headline(rows: list[Row]) -> str:
+    """One sentence: the 1-step CTM Fréchet distance(s) next to the 40-step teacher's and the real floor."""
+    floor = rows[0].frechet
+    teacher = next(r.frechet for r in rows if r.method == "teacher Heun" and r.steps == 40)
+    ctm = ", ".join(f"{r.method} {r.frechet:.2f}" for r in rows if r.method.startswith("CTM") and r.steps == 1)
+    return (f"**1-step CTM vs 40-step teacher (79 NFE):** {ctm} vs {teacher:.2f}; real held-out vs train floor "
+            f"{floor:.2f}.")
+
+
 def markdown(rows: list[Row], train_seconds: dict[str, float], grids: list[str], meta: dict) -> str:
     lines = ["# Digits: EDM teacher vs CTM student (8×8 scikit-learn digits)", "",
              f"Fréchet distance on the penultimate features of the project's digit classifier (held-out accuracy "
@@ -148,10 +158,13 @@ def markdown(rows: list[Row], train_seconds: dict[str, float], grids: list[str],
         gamma = "" if r.gamma is None else f"{r.gamma:g}"
         acc = "" if r.accuracy is None else f"{r.accuracy:.3f}"
         lines.append(f"| {r.method} | {r.steps} | {r.nfe} | {gamma} | {r.frechet:.2f} | {acc} | {r.seconds:.2f} |")
-    lines += ["", "Training time (CPU, one thread, machine shared): " +
+    lines += ["", headline(rows)]
+    teacher_s = train_seconds["teacher"]
+    pairs = ", ".join(f"{k} {(teacher_s + v) / 60:.1f} min" for k, v in train_seconds.items() if k != "teacher")
+    lines += ["", "Training wall time (one thread, machine shared): " +
               ", ".join(f"{k} {v / 60:.1f} min" for k, v in train_seconds.items()) +
-              f"; total {sum(train_seconds.values()) / 60:.1f} min.", "", "Sample grids (row r = digit r): " +
-              ", ".join(f"[{g}]({g})" for g in grids), "", f"Command: `{meta['command']}`", ""]
+              f"; teacher + student: {pairs}.", "", "Sample grids (row r = digit r): " +
+              ", ".join(f"[{g}]({g})" for g in grids), "", f"Command: `{meta['command']}`", "", meta["note"], ""]
     return "\n".join(lines)
 
 
@@ -163,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--guidance", type=float, default=1.0, help="teacher CFG scale")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/digits")
+    p.add_argument("--note", default="", help="a line appended to the markdown (e.g. measured CPU times)")
     args = p.parse_args(argv)
     if any("=" not in s for s in args.student):
         p.error("--student expects NAME=DIR")
@@ -182,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         train_seconds[f"CTM ({name})"] = read_provenance(Path(path)).get("metrics", {}).get("train_seconds",
                                                                                               float("nan"))
     meta = {"classifier_accuracy": rows[0].accuracy, "n_train": len(split.train_y), "n_samples": len(split.test_y),
-            "guidance": args.guidance, "command": "python benchmarks/digits.py " + " ".join(argv or sys.argv[1:]),
+            "guidance": args.guidance, "note": args.note,
+            "command": shlex.join(["python", "benchmarks/digits.py", *(argv or sys.argv[1:])]),
             "student_configs": {s.split("=", 1)[0]: read_provenance(Path(s.split("=", 1)[1])).get("config", {})
                                 .get("ctm") for s in args.student}}
     args.out.with_suffix(".json").write_text(json.dumps(

@@ -253,3 +253,16 @@ def test_bad_config_exits_2_with_a_message(capsys, tmp_path):
     assert recipe.main(tiny_args(tmp_path, "ctm", **{"ctm.teacher": str(tmp_path / "none"),
                                                      "train.ema_decays": "[0.99]"})) == 2
     assert "not a model directory" in capsys.readouterr().err
+
+
+def test_committed_ctm_student_beats_its_initialisation_in_one_step(split):
+    """The distilled student's 1-step samples are far closer to the data than its initial (teacher-copy) jump."""
+    clf = DigitClassifier.from_pretrained(CLASSIFIER)
+    student = ImageUNet.from_pretrained(ROOT / "soundctm/pretrained/digits/ctm_l2")
+    initial = ImageUNet.two_time_from(ImageUNet.from_pretrained(ROOT / "soundctm/pretrained/digits/teacher"))
+    ref, labels = digit_features(clf, split.train_x), split.test_y[:300]
+    x_T = recipe.initial_noise(len(labels), student.config, 0)
+    trained = score_digits(clf, recipe.ctm_samples(student, x_T, labels, 1, 0.0), ref, labels)
+    untrained = score_digits(clf, recipe.ctm_samples(initial, x_T, labels, 1, 0.0), ref, labels)
+    assert trained.accuracy > 0.9
+    assert trained.frechet < 0.25 * untrained.frechet

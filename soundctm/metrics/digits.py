@@ -35,7 +35,7 @@ class DigitClassifierConfig:
 
 @dataclass(frozen=True)
 class ClassifierTraining:
-    steps: int = 600
+    steps: int = 1000
     batch: int = 64
     lr: float = 3e-3
     max_shift: int = 1  # random translation by up to this many pixels
