@@ -145,7 +145,7 @@ def plot(report: dict, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     groups: dict[str, list[dict]] = {}
@@ -163,7 +163,8 @@ def plot(report: dict, path: Path) -> Path:
             ax = axes[i, j]
             ax.axhline(report["real"][metric], color="k", ls="--", lw=1, label="real clips")
             ax.set_xscale("log")
-            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
             ax.xaxis.set_minor_formatter(NullFormatter())
             if metric == "fd_synth":
                 ax.set_yscale("log")
