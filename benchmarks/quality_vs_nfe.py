@@ -46,6 +46,7 @@ from soundctm.pipeline import DEFAULT_MODEL, SoundCTM
 RESULTS = Path(__file__).resolve().parent / "results"
 FULL = {"ctm_steps": (1, 2, 4, 8, 16), "gammas": (0.0, 0.3, 0.6, 1.0), "score_steps": (4, 8, 16),
         "teacher_steps": {"euler": (4, 8, 16, 40), "heun": (2, 4, 8, 20, 40), "dpmpp_2m": (4, 8, 16, 40)}}
+SAMPLERS = ("ctm", "score", "teacher")
 QUICK = {"ctm_steps": (1, 2, 4), "gammas": (0.0, 1.0), "score_steps": (2,),
          "teacher_steps": {"euler": (4,), "heun": (2, 4), "dpmpp_2m": (4,)}}
 
@@ -66,12 +67,14 @@ class Setting:
         return f"teacher {self.solver}" if self.sampler == "teacher" else f"student score {self.solver}"
 
 
-def settings_grid(grid: dict, has_teacher: bool) -> list[Setting]:
+def settings_grid(grid: dict, samplers: tuple[str, ...] = SAMPLERS) -> list[Setting]:
     """CTM steps × γ (1 step once: γ does not act on a single jump), student score (Heun), teacher solvers × steps."""
-    out = [Setting("ctm", 1)]
-    out += [Setting("ctm", n, g) for g in grid["gammas"] for n in grid["ctm_steps"] if n > 1]
-    out += [Setting("score", n) for n in grid["score_steps"]]
-    if has_teacher:
+    out = []
+    if "ctm" in samplers:
+        out += [Setting("ctm", 1)] + [Setting("ctm", n, g) for g in grid["gammas"] for n in grid["ctm_steps"] if n > 1]
+    if "score" in samplers:
+        out += [Setting("score", n) for n in grid["score_steps"]]
+    if "teacher" in samplers:
         out += [Setting("teacher", n, solver=s) for s, steps in grid["teacher_steps"].items() for n in steps]
     return out
 
@@ -106,7 +109,8 @@ def run(args) -> dict:
     reference = embedder.embed_and_predict(ref_waves, ref_sr)
     pipe.encode_text(prompts.captions)  # warm the text-embedding cache: every setting's time excludes first encodes
     rows, outputs = [], {}
-    for setting in settings_grid(QUICK if args.quick else FULL, pipe.teacher is not None):
+    samplers = tuple(x for x in args.samplers if x != "teacher" or pipe.teacher is not None)
+    for setting in settings_grid(QUICK if args.quick else FULL, samplers):
         t0 = time.perf_counter()
         gen = generate_batched(pipe, prompts.captions, args.batch_size, args.seed, steps=setting.steps,
                                gamma=setting.gamma, sampler=setting.sampler, teacher_solver=setting.solver)
@@ -119,7 +123,7 @@ def run(args) -> dict:
               flush=True)
     return {
         "command": "python benchmarks/quality_vs_nfe.py " + " ".join(args.argv),
-        "model": str(args.model), "split": split, "n_prompts": len(prompts), "seed": args.seed,
+        "model": str(args.model), "note": args.note, "split": split, "n_prompts": len(prompts), "seed": args.seed,
         "guidance": pipe.config.guidance, "threads": torch.get_num_threads(),
         "rows": rows,
         "real": real_floor(embedder, prompts, reference, args.seed, split),
@@ -129,8 +133,10 @@ def run(args) -> dict:
 
 def preview_rows(outputs: dict) -> list[dict]:
     """Preview fidelity of every multi-step CTM setting (and of the teacher's Heun runs) against CTM 1-step."""
-    preview = outputs[Setting("ctm", 1)]
+    preview = outputs.get(Setting("ctm", 1))
     rows = []
+    if preview is None:
+        return rows
     for s, out in outputs.items():
         if (s.sampler == "ctm" and s.steps > 1) or (s.sampler == "teacher" and s.solver == "heun"):
             pf = preview_fidelity(preview, out)
@@ -149,11 +155,11 @@ def plot(report: dict, path: Path) -> Path:
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     groups: dict[str, list[dict]] = {}
-    one_step = next(r for r in report["rows"] if r["sampler"] == "ctm" and r["steps"] == 1)
+    one_step = next((r for r in report["rows"] if r["sampler"] == "ctm" and r["steps"] == 1), None)
     for r in report["rows"]:
         groups.setdefault(r["label"], []).append(r)
     for label, rs in groups.items():
-        if label.startswith("CTM") and one_step not in rs:
+        if label.startswith("CTM") and one_step is not None and one_step not in rs:
             rs = [one_step] + rs  # every γ starts from the same 1-step result
         for (i, metric), (j, x) in [((i, m), (j, x)) for i, m in enumerate(("fd_synth", "attr_mean"))
                                     for j, x in enumerate(("nfe", "seconds_per_clip"))]:
@@ -183,6 +189,7 @@ def render_markdown(report: dict, png_name: str) -> str:
     real = report["real"]
     lines = [
         "# Quality vs NFE on held-out SynthCaps prompts", "",
+        *([report["note"], ""] if report.get("note") else []),
         f"`{report['command']}` — {report['n_prompts']} `{report['split']}` prompts (seed {report['seed']}), model "
         f"`{report['model']}`, CFG ω = {report['guidance']} (teacher and student score; CTM: ν = 1, ω as a "
         f"condition), torch on {report['threads']} thread(s). FD_synth: SynthCaps-classifier embeddings of generated "
@@ -203,6 +210,8 @@ def render_markdown(report: dict, png_name: str) -> str:
                      f"{r['judge_mean']:.3f} | {r['agreement_mean']:.3f} | {r['seconds_per_clip']:.3f} | "
                      f"{r['real_time_factor']:.2f} |")
     keys = list(CORE_ATTRIBUTES)
+    if not report["preview"]:
+        return "\n".join(lines) + "\n"
     lines += ["", "## Preview fidelity (vs the CTM 1-step result from the same noise)", "",
               "Agreement: fraction of prompts whose classifier reads the same attribute from both results; "
               "rel. distance: paired embedding distance over the distance between different prompts' results "
@@ -225,10 +234,15 @@ def parse_args(argv: list[str]):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--quick", action="store_true", help="a small grid (smoke test)")
+    p.add_argument("--samplers", default=",".join(SAMPLERS), help="comma-separated subset of ctm,score,teacher")
+    p.add_argument("--note", default="", help="a provenance line for the markdown (e.g. where the model came from)")
     p.add_argument("--out-dir", type=Path, default=RESULTS)
     p.add_argument("--name", default="quality_vs_nfe")
     args = p.parse_args(argv)
     args.n_prompts = args.n_prompts or (8 if args.quick else 32)
+    args.samplers = tuple(x.strip() for x in args.samplers.split(",") if x.strip())
+    if not args.samplers or set(args.samplers) - set(SAMPLERS):
+        p.error(f"--samplers must be a comma-separated subset of {','.join(SAMPLERS)}")
     if args.n_prompts < 2:
         p.error("--n-prompts must be >= 2")
     if not (args.model / "model_index.json").is_file():
