@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -122,7 +123,7 @@ def run(args) -> dict:
               f"attr {row['attr_mean']:.3f}  judge {row['judge_mean']:.3f}  ({time.perf_counter() - t0:.0f} s)",
               flush=True)
     return {
-        "command": "python benchmarks/quality_vs_nfe.py " + " ".join(args.argv),
+        "command": "python benchmarks/quality_vs_nfe.py " + shlex.join(args.argv),
         "model": str(args.model), "note": args.note, "split": split, "n_prompts": len(prompts), "seed": args.seed,
         "guidance": pipe.config.guidance, "threads": torch.get_num_threads(),
         "rows": rows,
