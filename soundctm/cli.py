@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cache": ("soundctm.data.cache", "pre-encode a dataset into VAE latents + text embeddings"),
     "train": ("soundctm.train.cli", "train a model from a recipe config (see recipes/)"),
     "eval": ("soundctm.metrics.cli", "evaluate a model: FD, attribute accuracy, CLAP score ..."),
-    "demo": ("demo.app", "start the gradio demo"),
+    "demo": ("soundctm.demo", "start the gradio demo"),
 }
 
 

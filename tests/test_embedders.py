@@ -227,7 +227,10 @@ def test_embed_rejects_bad_input(tmp_path):
 
 
 def test_registry_names_paths_and_extension(tmp_path):
-    assert {"clap", "vggish", "panns"} <= set(EMBEDDERS)
+    assert {"clap", "vggish", "panns", "synthcaps"} <= set(EMBEDDERS)
+    # the bundled SynthCaps classifier is reachable by name without importing its module first
+    synth = build_embedder("synthcaps")
+    assert synth.embed(np.zeros((1, 16000), np.float32), 16000).shape[0] == 1
     with pytest.raises(ValueError, match="name must be one of"):
         build_embedder("openl3")
     with pytest.raises(ValueError, match="needs path"):

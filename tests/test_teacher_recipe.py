@@ -51,3 +51,23 @@ def test_caption_dropout_rate_and_replacement():
     assert 0.08 < dropped.float().mean() < 0.12
     assert torch.equal(m2[dropped], um.expand(int(dropped.sum()), 3))
     assert (t2[~dropped] == 1).all()
+
+
+def test_teacher_recipe_in_two_processes_then_resume_in_one(tmp_path):
+    from pathlib import Path
+
+    import pytest
+    from test_multiprocess import ACCELERATE, accelerate_launch
+
+    if not ACCELERATE.exists():
+        pytest.skip("accelerate launcher not installed")
+    cache = tiny_cache(tmp_path / "cache")
+    sets = [f"data.cache_dir={cache}", f"train.out_dir={tmp_path / 'run'}", "train.steps=2", "train.batch_size=4",
+            "train.ckpt_every=2", "train.tensorboard=false", "train.progress=false", "train.cpu=true", *DEBUG_UNET]
+    args = [a for kv in sets for a in ("--set", kv)]
+    accelerate_launch(Path(train_teacher.__file__), *args)
+    assert (tmp_path / "run" / "checkpoints" / "ckpt-000002").is_dir()
+    assert (tmp_path / "run" / "teacher" / "model.safetensors").is_file()
+    # the 2-process checkpoint resumes in one process
+    assert train_teacher.main(args + ["--set", "train.steps=3", "--set", "train.resume=latest"]) == 0
+    assert (tmp_path / "run" / "checkpoints" / "ckpt-000003").is_dir()

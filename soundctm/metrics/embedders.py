@@ -230,12 +230,20 @@ def build_panns_embedder(path=None, config=None, **kw) -> PannsEmbedder:
     return PannsEmbedder(load_cnn14(check_path("panns", path, want_dir=False), base=config), **kw)
 
 
+def build_synthcaps_classifier_embedder(path=None, **kw) -> Embedder:
+    """The SynthCaps classifier-embedder (FD_synth) from a local folder; default: the bundled weights."""
+    from soundctm.metrics.synthcaps_classifier import build_synthcaps_embedder
+
+    return build_synthcaps_embedder(path, **kw)
+
+
 # --- registry ------------------------------------------------------------------------------------------------------
 
 EMBEDDERS: dict[str, Callable[..., Embedder]] = {
     "clap": build_clap_embedder,
     "vggish": build_vggish_embedder,
     "panns": build_panns_embedder,
+    "synthcaps": build_synthcaps_classifier_embedder,
 }
 
 

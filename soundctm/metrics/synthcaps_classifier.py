@@ -30,7 +30,7 @@ from torch import nn
 
 from soundctm.audio.mel import MelConfig, MelSpectrogram
 from soundctm.data.synthcaps import VOCABULARY
-from soundctm.metrics.embedders import EMBEDDERS, ClassifierEmbedder, register_embedder
+from soundctm.metrics.embedders import ClassifierEmbedder
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -194,10 +194,6 @@ def build_synthcaps_embedder(path=None, batch_size: int = 32, **kw) -> SynthCaps
     """The SynthCaps classifier-embedder from a local folder (default: the bundled weights)."""
     return SynthCapsEmbedder(SynthCapsClassifier.from_pretrained(DEFAULT_DIR if path is None else path),
                              batch_size=batch_size, **kw)
-
-
-if "synthcaps" not in EMBEDDERS:
-    register_embedder("synthcaps", build_synthcaps_embedder)
 
 
 # ---- training data and augmentation ----

@@ -22,6 +22,8 @@ RECIPES: dict[str, str] = {
     "toy2d": "toy2d.py",
     "fp-diffusion-toy": "fp_diffusion_toy.py",
     "toy-regression": "train_toy_regression.py",
+    "digit-classifier": "train_digit_classifier.py",
+    "synthcaps-classifier": "train_synthcaps_classifier.py",
 }
 
 
