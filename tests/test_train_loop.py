@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -117,6 +118,23 @@ def test_ema_update_closed_form():
     assert not any(p.requires_grad for p in ema.modules()["m_ema0.9"].parameters())
     ema_update(start, model, 0.0)
     assert torch.equal(start.weight, model.weight)
+
+
+def test_ema_warmup_forgets_the_init():
+    """With warm-up the init's share after k updates is Π_n (1 − min(β, (1+n)/(10+n))) ≪ β^k."""
+    from soundctm.train.ema import warmup_decay
+
+    assert warmup_decay(0.999, 0) == pytest.approx(0.1) and warmup_decay(0.999, 10**6) == 0.999
+    model, start = nn.Linear(3, 2), nn.Linear(3, 2)
+    ema = EMA({"m": start}, (0.999,))
+    theta0 = ema.tracks["m_ema0.999"].module.weight.clone()
+    k = 50
+    for n in range(k):
+        ema.update({"m": model}, step=n)
+    share = float(np.prod([warmup_decay(0.999, n) for n in range(k)]))
+    assert share < 1e-9 and 0.999**k > 0.9
+    expected = model.weight + share * (theta0 - model.weight)
+    torch.testing.assert_close(ema.modules()["m_ema0.999"].weight, expected)
 
 
 def test_ema_is_in_model_dict_and_tracks_weights(tmp_path):

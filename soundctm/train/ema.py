@@ -41,6 +41,11 @@ def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
             b_ema.copy_(b)
 
 
+def warmup_decay(decay: float, step: int) -> float:
+    """min(β, (1 + n)/(10 + n)): 0.1 at the first update, so the random init is forgotten within a few steps."""
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
 @dataclass
 class EMATrack:
     """One running average: ``module`` ≈ EMA_decay(models[source])."""
@@ -63,10 +68,14 @@ class EMA:
                 raise ValueError(f"ema decay must be in [0, 1), got {d}")
         self.tracks = {t.key: t for t in (EMATrack(n, d, frozen_copy(m)) for n, m in models.items() for d in decays)}
 
-    def update(self, models: dict[str, nn.Module]) -> None:
-        """Move every average one step towards the current weights of its source model."""
+    def update(self, models: dict[str, nn.Module], step: int | None = None) -> None:
+        """Move every average one step towards the current weights of its source model.
+
+        With ``step`` (optimizer steps done before this update) the decay is warmed up, `warmup_decay`.
+        """
         for track in self.tracks.values():
-            ema_update(track.module, models[track.source], track.decay)
+            decay = track.decay if step is None else warmup_decay(track.decay, step)
+            ema_update(track.module, models[track.source], decay)
 
     def to(self, device: torch.device) -> EMA:
         for track in self.tracks.values():

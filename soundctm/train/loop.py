@@ -75,6 +75,10 @@ class TrainConfig:
     grad_clip: float | None = 1.0  # max global grad norm; None = no clipping (the norm is still logged)
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     ema_decays: tuple[float, ...] = (0.999,)  # one EMA copy per decay of each EMA model (fit: ema_models)
+    # decay min(β, (1 + n)/(10 + n)) at optimizer step n: a model trained from random init forgets its init
+    # (plain EMA 0.999 still holds 0.999^1800 ≈ 17 % of it after 1800 steps); keep off when starting from a
+    # trained model (the CTM student, whose θ⁻ starts at the teacher)
+    ema_warmup: bool = False
     ckpt_every: int = 1000  # a checkpoint every N steps, and one at the end
     keep_last: int = 3  # complete checkpoints kept; 0 keeps all
     log_every: int = 50
@@ -265,7 +269,8 @@ class Trainer:
             grad_norms = {group: self.optimize_group(group, phase, micro_batches, lr, window)
                           for phase, group in enumerate(self.groups)}
             self.micro_step += cfg.grad_accum
-            self.ema.update({n: self.unwrapped(n) for n in self.ema_sources})
+            self.ema.update({n: self.unwrapped(n) for n in self.ema_sources},
+                            step=self.step if cfg.ema_warmup else None)
             self.step += 1
             window.steps += 1
             meter.add_step(cfg.batch_size * cfg.grad_accum)
