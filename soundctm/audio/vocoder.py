@@ -32,11 +32,11 @@ def _check_mel(mel: torch.Tensor, n_mels: int) -> torch.Tensor:
 def nnls_mel_to_linear(mel: torch.Tensor, basis: torch.Tensor, n_iter: int = 30) -> torch.Tensor:
     """argmin_{x≥0} ||basis·x − mel||² by multiplicative updates from the clamped pseudo-inverse; ``[B, n_mels, F]``
     → ``[B, n_freqs, F]``."""
-    gram = basis.T @ basis
     target = basis.T @ mel
     x = torch.clamp(torch.linalg.pinv(basis) @ mel, min=1e-8)
     for _ in range(n_iter):
-        x = x * target / (gram @ x).clamp_min(1e-12)
+        # basisᵀ(basis·x) rather than (basisᵀbasis)·x: n_mels ≪ n_freqs, so ~4× fewer multiply-adds
+        x = x * target / (basis.T @ (basis @ x)).clamp_min(1e-12)
     return x
 
 
