@@ -35,6 +35,7 @@ def main(argv=None) -> int:
     p.add_argument("--clip-seconds", type=float, default=2.0)
     p.add_argument("--griffin-lim-iters", type=int, default=32)
     p.add_argument("--metrics", default=None, help="a JSON file of measured metrics to store in provenance.json")
+    p.add_argument("--note", default=None, help="free text stored in provenance.json (e.g. how a part was trained)")
     args = p.parse_args(argv)
     vae = AudioVAE.from_pretrained(args.vae)
     n_frames = int(args.clip_seconds * vae.config.mel.sample_rate) // vae.config.mel.hop_length + 1
@@ -49,7 +50,7 @@ def main(argv=None) -> int:
     parts = {"vae": args.vae, "teacher": args.teacher, "student": args.student}
     provenance = {"command": " ".join([sys.executable, *sys.argv]),
                   "components": {name: read_json(Path(d) / "provenance.json") for name, d in parts.items()},
-                  "metrics": read_json(Path(args.metrics)) if args.metrics else None}
+                  "metrics": read_json(Path(args.metrics)) if args.metrics else None, "note": args.note}
     (tmp / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
     for name in ("vae", "teacher", "student"):
         src = Path(getattr(args, name)) / "provenance.json"
