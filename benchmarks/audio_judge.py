@@ -58,6 +58,19 @@ def evaluate(pipe, prompts, batch: int, **kw) -> dict:
     return {**accuracy_row(verdicts), "nfe": nfe, "seconds": time.perf_counter() - t0}
 
 
+def attribute_counts(prompts) -> dict[str, int]:
+    """How many prompts each attribute is judged on (the judge skips attributes a prompt does not set)."""
+    from soundctm.data.synthcaps_measure import judge_measurement, measure
+
+    probe = measure(np.zeros(16000, np.float32), 16000)
+    counts = dict.fromkeys(ATTRS, 0)
+    for _, attrs in prompts:
+        for k in judge_measurement(probe, attrs):
+            if k in counts:
+                counts[k] += 1
+    return counts
+
+
 def fmt(v) -> str:
     return "—" if v is None else f"{100 * v:.0f}"
 
@@ -80,6 +93,7 @@ def main(argv=None) -> int:
     p.add_argument("--tables", default="teacher,ctm")
     p.add_argument("--quick", action="store_true", help="tiny random pipeline, 4 prompts (script check only)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "audio_judge"))
+    p.add_argument("--note", default=None, help="a provenance line for the markdown")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     from soundctm.data.synthcaps import heldout_prompts
@@ -97,7 +111,11 @@ def main(argv=None) -> int:
     result = {"model": args.model if not args.quick else "tiny-random", "n_prompts": n, "guidance": guidance}
     lines = ["# Generated audio judged by the SynthCaps measurement functions", "",
              f"{n} held-out SynthCaps prompts, seed = prompt index; accuracy in % per prompted attribute "
-             "(family: tonal / noise / impact; count: exact number of events; loudness: quiet vs loud).", ""]
+             "(family: tonal / noise / impact; count: exact number of events; loudness: quiet vs loud).", "",
+             "Prompts judged per attribute: " + ", ".join(f"{k} {v}" for k, v in attribute_counts(prompts).items())
+             + " (an attribute with few prompts moves in large steps).", ""]
+    if args.note:
+        lines += [args.note, ""]
     tables = set(args.tables.split(","))
     if "teacher" in tables:
         rows = []
