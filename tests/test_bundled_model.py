@@ -4,7 +4,6 @@ does what it was distilled for (one step lands near the teacher's many-step resu
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
