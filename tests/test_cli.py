@@ -22,7 +22,7 @@ def test_every_registered_recipe_file_exists():
     assert scripts <= set(RECIPES.values()), sorted(scripts - set(RECIPES.values()))
 
 
-def test_unknown_command_fails_with_usage(capsys):
+def test_unknown_command_fails_naming_the_choices(capsys):
     assert main(["nonsense"]) == 2
     err = capsys.readouterr().err
     assert "unknown command" in err and "generate" in err

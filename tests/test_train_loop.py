@@ -121,7 +121,7 @@ def test_ema_update_closed_form():
 
 
 def test_ema_warmup_forgets_the_init():
-    """With warm-up the init's share after k updates is Π_n (1 − min(β, (1+n)/(10+n))) ≪ β^k."""
+    """With warm-up the init's share after k updates is Π_n min(β, (1+n)/(10+n)) ≪ β^k."""
     from soundctm.train.ema import warmup_decay
 
     assert warmup_decay(0.999, 0) == pytest.approx(0.1) and warmup_decay(0.999, 10**6) == 0.999
