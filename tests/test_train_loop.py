@@ -347,3 +347,60 @@ def test_optimizer_group_errors(tmp_path):
             trainer.fit(models, loss_a, [], trainable={"a": ["a"], "b": ["b"]})
         with pytest.raises(ValueError, match="ema_models"):
             trainer.fit(models, loss_a, [], trainable=["a"], ema_models=["b"])
+
+
+def test_lr_scales_multiply_the_learning_rate_of_named_parameters(tmp_path):
+    """Adam's first update moves every weight by ≈ lr·sign(g): 10× further under a 10× lr_scale prefix."""
+    model_cfg = toy.ModelConfig(in_dim=4, hidden=16, depth=2, dropout=0.0)
+    init = toy.MLP(model_cfg).state_dict()
+    cfg = train_cfg(tmp_path, steps=1, grad_accum=1, warmup_steps=0, ema_decays=(0.9,), lr=1e-3,
+                    lr_scales={"net.net.0": 10.0})
+    torch.manual_seed(0)
+    with Trainer(cfg) as trainer:
+        model = toy.MLP(model_cfg)
+        model.load_state_dict(init)
+        trainer.fit({"net": model}, toy.make_loss_fn(0.9, 0.0),
+                    toy.make_dataset(toy.DataConfig(num_items=40), model_cfg.in_dim))
+        after = trainer.unwrapped("net").state_dict()
+        scales = sorted(g["lr_scale"] for g in trainer.optimizer.param_groups)
+    step = {k: (after[k] - init[k]).abs().max().item() for k in init}
+    assert step["net.0.weight"] == pytest.approx(1e-2, rel=0.05)
+    assert step["net.0.bias"] == pytest.approx(1e-2, rel=0.05)
+    others = [v for k, v in step.items() if not k.startswith("net.0.")]
+    assert others and max(others) == pytest.approx(1e-3, rel=0.05)
+    assert scales == [1.0, 1.0, 10.0, 10.0]  # decay/no-decay × scaled/unscaled
+
+
+def test_lr_scales_reject_unknown_names_and_bad_values(tmp_path):
+    from soundctm.train.optim import lr_scale_of, param_groups
+
+    assert lr_scale_of("net.a.b", {"net.a": 2.0, "net.a.b": 3.0}) == 3.0  # longest prefix wins
+    assert lr_scale_of("net.ab", {"net.a": 2.0}) == 1.0  # prefixes match whole dotted parts
+    mlp = {"net": toy.MLP(SMALL)}
+    with pytest.raises(ValueError, match="lr_scales key 'net.nope' names no trainable parameter"):
+        param_groups(mlp, 0.0, {"net.nope": 2.0})
+    with pytest.raises(ValueError, match=r"lr_scales\['net.net.0'\] must be a number > 0"):
+        param_groups(mlp, 0.0, {"net.net.0": 0.0})
+    with Trainer(train_cfg(tmp_path, lr_scales={"other.weight": 2.0})) as trainer:
+        with pytest.raises(ValueError, match="lr_scales keys \\['other.weight'\\] name no trained model"):
+            trainer.fit(mlp, toy.make_loss_fn(0.9, 0.0), [])
+
+
+def test_scheduled_lr_anneals_after_decay_start(tmp_path):
+    from soundctm.train.optim import scheduled_lr
+
+    assert [scheduled_lr(s, 1.0, 0, "linear", 2, 6) for s in range(7)] == [1, 1, 1, 0.75, 0.5, 0.25, 0]
+    cos = [scheduled_lr(s, 1.0, 0, "cosine", 0, 4, lr_min=0.2) for s in range(5)]
+    assert cos == pytest.approx([1.0, 0.2 + 0.8 * (0.5 + 0.5 * np.cos(np.pi / 4)), 0.6,
+                                 0.2 + 0.8 * (0.5 - 0.5 * np.cos(np.pi / 4)), 0.2])
+    assert scheduled_lr(1, 1.0, 4, "linear", 3, 10) == 0.5  # warm-up before the decay starts
+    with pytest.raises(ValueError, match="lr_decay must be one of"):
+        scheduled_lr(0, 1.0, decay="step")
+    with pytest.raises(ValueError, match="decay_start must lie in \\[0, steps=12\\)"):
+        train_cfg(tmp_path, lr_decay="linear", decay_start=12)
+    with pytest.raises(ValueError, match="lr_min must lie in"):
+        train_cfg(tmp_path, lr_min=1.0)
+    # the loop uses it: logged lr falls linearly to 0 after step 6 of 12 (the lr of step n is logged at n + 1)
+    run_toy(train_cfg(tmp_path / "run", warmup_steps=0, log_every=1, lr_decay="linear", decay_start=6))
+    logged = {row["step"]: row["train/lr"] for row in read_metrics(tmp_path / "run" / "logs")}
+    assert logged[6] == pytest.approx(1e-2) and logged[10] == pytest.approx(1e-2 * 3 / 6)

@@ -10,6 +10,7 @@ from soundctm.audio.vocoder import (
     hann_lobe,
     mel_peaks,
     nnls_mel_to_linear,
+    spectral_lines,
 )
 
 
@@ -73,6 +74,35 @@ def test_griffin_lim_is_deterministic_and_batched():
     assert torch.allclose(both, vocoder(mel))
     assert both.shape[0] == 2
     assert abs(_dominant_freq(both[1]) - 2000.0) < 60
+
+
+def _dense_spectral_lines(mel, basis, centers_hz, config, prominence):
+    """Reference: every lobe evaluated on every frequency bin."""
+    b, k, t = mel_peaks(mel, prominence).nonzero(as_tuple=True)
+    lines = torch.zeros(mel.shape[0], mel.shape[2], basis.shape[1], dtype=mel.dtype)
+    near = k[:, None] + torch.arange(-1, 2)
+    m3 = mel[b[:, None], near, t[:, None]]
+    weights = m3 / basis.amax(dim=1)[near]
+    f_star = (weights * centers_hz[near]).sum(1) / weights.sum(1)
+    freqs = torch.arange(basis.shape[1], dtype=mel.dtype) * (config.sample_rate / config.n_fft)
+    lobes = hann_lobe((freqs[None, :] - f_star[:, None]) / (config.sample_rate / config.win_length)) ** config.power
+    response = torch.gather(lobes @ basis.T, 1, near)
+    amp = (m3 * response).sum(1) / (response**2).sum(1)
+    lines.index_put_((b, t), amp[:, None] * lobes, accumulate=True)
+    return lines.transpose(1, 2)
+
+
+@pytest.mark.parametrize("win_length", [1024, 400])
+def test_spectral_lines_on_lobe_bins_equal_the_dense_computation(win_length):
+    config = MelConfig(win_length=win_length)
+    wave = torch.cat([_tone(330.0) + 0.4 * _tone(2500.0), _tone(7900.0) + 0.05 * torch.randn(1, 16000)])
+    mel = torch.exp(MelSpectrogram(config)(wave))
+    vocoder = GriffinLimVocoder(config)
+    basis = vocoder.mel_basis.float()
+    fast = spectral_lines(mel, basis, vocoder.centers_hz, config, 3.0)
+    dense = _dense_spectral_lines(mel, basis, vocoder.centers_hz, config, 3.0)
+    assert dense.abs().sum() > 0 and mel_peaks(mel, 3.0)[1].any()
+    torch.testing.assert_close(fast, dense, atol=1e-6 * dense.abs().max().item(), rtol=1e-4)
 
 
 def test_nnls_is_nonnegative_and_reproduces_mel():

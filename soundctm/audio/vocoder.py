@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -29,11 +30,12 @@ def _check_mel(mel: torch.Tensor, n_mels: int) -> torch.Tensor:
     return mel
 
 
-def nnls_mel_to_linear(mel: torch.Tensor, basis: torch.Tensor, n_iter: int = 30) -> torch.Tensor:
-    """argmin_{x≥0} ||basis·x − mel||² by multiplicative updates from the clamped pseudo-inverse; ``[B, n_mels, F]``
-    → ``[B, n_freqs, F]``."""
+def nnls_mel_to_linear(mel: torch.Tensor, basis: torch.Tensor, n_iter: int = 30,
+                       pinv: torch.Tensor | None = None) -> torch.Tensor:
+    """argmin_{x≥0} ||basis·x − mel||² by multiplicative updates from the clamped pseudo-inverse (``pinv``: that
+    of ``basis``, computed when not given); ``[B, n_mels, F]`` → ``[B, n_freqs, F]``."""
     target = basis.T @ mel
-    x = torch.clamp(torch.linalg.pinv(basis) @ mel, min=1e-8)
+    x = torch.clamp((torch.linalg.pinv(basis) if pinv is None else pinv) @ mel, min=1e-8)
     for _ in range(n_iter):
         # basisᵀ(basis·x) rather than (basisᵀbasis)·x: n_mels ≪ n_freqs, so ~4× fewer multiply-adds
         x = x * target / (basis.T @ (basis @ x)).clamp_min(1e-12)
@@ -68,19 +70,26 @@ def spectral_lines(
     amplitude is the least-squares fit of its mel response to those three bins.
     """  # fmt: skip
     b, k, t = mel_peaks(mel, prominence).nonzero(as_tuple=True)
-    lines = torch.zeros(mel.shape[0], mel.shape[2], basis.shape[1], dtype=mel.dtype, device=mel.device)
+    n_freqs = basis.shape[1]
+    lines = torch.zeros(mel.shape[0], mel.shape[2], n_freqs, dtype=mel.dtype, device=mel.device)
     if len(b) == 0:
         return lines.transpose(1, 2)
     near = k[:, None] + torch.arange(-1, 2, device=mel.device)  # [P, 3]
     m3 = mel[b[:, None], near, t[:, None]]
     weights = m3 / basis.amax(dim=1)[near]
     f_star = (weights * centers_hz[near]).sum(1) / weights.sum(1).clamp_min(1e-12)
-    freqs = torch.arange(basis.shape[1], device=mel.device, dtype=mel.dtype) * (config.sample_rate / config.n_fft)
+    bin_hz = config.sample_rate / config.n_fft
     lobe_hz = config.sample_rate / config.win_length  # the window's DTFT is in units of 1 / win_length
-    lobes = hann_lobe((freqs[None, :] - f_star[:, None]) / lobe_hz) ** config.power  # [P, n_freqs]
-    response = torch.gather(lobes @ basis.T, 1, near)  # [P, 3]
+    # the lobe vanishes beyond ±2 lobe widths: only the 2W + 1 bins around f* carry it
+    reach = math.ceil(2 * lobe_hz / bin_hz)
+    bins = torch.round(f_star / bin_hz).long()[:, None] + torch.arange(-reach, reach + 1, device=mel.device)
+    inside = (bins >= 0) & (bins < n_freqs)
+    bins = bins.clamp(0, n_freqs - 1)
+    lobes = hann_lobe((bins.to(mel.dtype) * bin_hz - f_star[:, None]) / lobe_hz) ** config.power * inside
+    response = (lobes[:, None, :] * basis[near[:, :, None], bins[:, None, :]]).sum(-1)  # [P, 3]
     amp = (m3 * response).sum(1) / (response**2).sum(1).clamp_min(1e-12)
-    lines.index_put_((b, t), amp[:, None] * lobes, accumulate=True)
+    rows = lambda idx: idx[:, None].expand_as(bins)  # noqa: E731
+    lines.index_put_((rows(b), rows(t), bins), amp[:, None] * lobes, accumulate=True)
     return lines.transpose(1, 2)
 
 
@@ -101,6 +110,7 @@ class GriffinLimVocoder(nn.Module):
         self.line_prominence = line_prominence
         self.register_buffer("mel_basis", mel_filterbank(self.mel_config), persistent=False)
         self.register_buffer("window", torch.hann_window(self.mel_config.win_length), persistent=False)
+        self.register_buffer("mel_pinv", torch.linalg.pinv(self.mel_basis.double()).float(), persistent=False)
         centers = librosa.mel_frequencies(
             self.mel_config.n_mels + 2, fmin=self.mel_config.fmin, fmax=self.mel_config.fmax
         )
@@ -118,7 +128,7 @@ class GriffinLimVocoder(nn.Module):
         if self.line_prominence is not None:
             lines = spectral_lines(mel, basis, self.centers_hz, c, self.line_prominence)
             mel = (mel - basis @ lines).clamp_min(0.0)
-        linear = nnls_mel_to_linear(mel, basis) + lines
+        linear = nnls_mel_to_linear(mel, basis, pinv=self.mel_pinv.float()) + lines
         return linear.pow(1.0 / c.power)
 
     def _stft(self, wave: torch.Tensor) -> torch.Tensor:

@@ -51,7 +51,7 @@ from soundctm.train.data import batch_stream, to_device
 from soundctm.train.ema import EMA, ema_key
 from soundctm.train.export import build_provenance, export_model, state_digest
 from soundctm.train.logging import RunLogger, ThroughputMeter
-from soundctm.train.optim import OPTIMIZERS, build_optimizer, set_lr, warmup_lr
+from soundctm.train.optim import LR_DECAYS, OPTIMIZERS, build_optimizer, scheduled_lr, set_lr
 from soundctm.train.seeding import seed_everything, seed_micro_step
 
 LossFn = Callable[[Any, dict[str, nn.Module], int, torch.Generator], tuple[torch.Tensor, dict[str, Any]]]
@@ -67,11 +67,17 @@ class TrainConfig:
     batch_size: int = 32  # global batch per micro-step; per process: batch_size / num_processes
     grad_accum: int = 1  # micro-steps per optimizer step
     lr: float = 1e-4
-    warmup_steps: int = 0  # linear warm-up, then constant
+    warmup_steps: int = 0  # linear warm-up, then constant ...
+    lr_decay: Literal["none", "linear", "cosine"] = "none"  # ... until decay_start, then down to lr_min at `steps`
+    decay_start: int = 0
+    lr_min: float = 0.0
     optimizer: Literal["adamw", "radam"] = "adamw"
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     weight_decay: float = 0.0  # on weights with ndim >= 2 only
+    # learning-rate multipliers by parameter-name prefix "<model>.<parameter path>" (e.g. a zero-initialised
+    # layer added to a pretrained network: {"net.unet.time_embedding.cond_proj": 20.0})
+    lr_scales: dict[str, float] = field(default_factory=dict)
     grad_clip: float | None = 1.0  # max global grad norm; None = no clipping (the norm is still logged)
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
     ema_decays: tuple[float, ...] = (0.999,)  # one EMA copy per decay of each EMA model (fit: ema_models)
@@ -103,6 +109,12 @@ class TrainConfig:
             raise ValueError(f"ema_decays must lie in [0, 1), got {self.ema_decays}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}")
+        if not 0.0 <= self.lr_min <= self.lr:
+            raise ValueError(f"lr_min must lie in [0, lr={self.lr}], got {self.lr_min}")
+        if self.lr_decay != "none" and not 0 <= self.decay_start < self.steps:
+            raise ValueError(f"decay_start must lie in [0, steps={self.steps}), got {self.decay_start}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
@@ -264,7 +276,8 @@ class Trainer:
         meter, window, logs = ThroughputMeter(), LogWindow(), {}
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not (self.is_main and cfg.progress), desc="train")
         while self.step < cfg.steps:
-            lr = warmup_lr(self.step, cfg.lr, cfg.warmup_steps)
+            lr = scheduled_lr(self.step, cfg.lr, cfg.warmup_steps, cfg.lr_decay, cfg.decay_start, cfg.steps,
+                              cfg.lr_min)
             micro_batches = [self.next_batch(batches, meter) for _ in range(cfg.grad_accum)]
             grad_norms = {group: self.optimize_group(group, phase, micro_batches, lr, window)
                           for phase, group in enumerate(self.groups)}
@@ -306,8 +319,11 @@ class Trainer:
         train_modules = [models[n].train() for n in self.trainable]
         # EMA copies are taken before accelerate patches forward (so they autocast like any frozen model)
         self.ema = EMA({n: models[n] for n in self.ema_sources}, cfg.ema_decays)
-        optimizers = [build_optimizer([models[n] for n in names], cfg.optimizer, cfg.lr, cfg.betas, cfg.eps,
-                                      cfg.weight_decay) for names in self.groups.values()]
+        optimizers = [build_optimizer({n: models[n] for n in names}, cfg.optimizer, cfg.lr, cfg.betas, cfg.eps,
+                                      cfg.weight_decay, self._scales_for(names)) for names in self.groups.values()]
+        unused = set(cfg.lr_scales) - {k for names in self.groups.values() for k in self._scales_for(names)}
+        if unused:
+            raise ValueError(f"lr_scales keys {sorted(unused)} name no trained model among {self.trainable}")
         prepared = acc.prepare(*train_modules, *optimizers)
         wrapped = dict(zip(self.trainable, prepared[:len(train_modules)]))
         self.optimizers = dict(zip(self.groups, prepared[len(train_modules):]))
@@ -318,6 +334,10 @@ class Trainer:
         self.ema.to(self.device)
         self.ema.reset({n: self.unwrapped(n) for n in self.ema_sources})  # from the (DDP-broadcast) weights
         self.models.update(self.ema.modules())
+
+    def _scales_for(self, names: list[str]) -> dict[str, float]:
+        """The ``lr_scales`` entries whose model (the prefix's first part) is among ``names``."""
+        return {k: v for k, v in self.cfg.lr_scales.items() if k.split(".", 1)[0] in names}
 
     def resume(self) -> Path | None:
         """Clean stale ``*.tmp`` folders, then load ``cfg.resume`` (if any): weights, optimizer, EMA, step."""
