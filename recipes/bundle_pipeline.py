@@ -34,6 +34,8 @@ def main(argv=None) -> int:
     p.add_argument("--guidance", type=float, default=3.5)
     p.add_argument("--clip-seconds", type=float, default=2.0)
     p.add_argument("--griffin-lim-iters", type=int, default=32)
+    p.add_argument("--phase-init", default="random", choices=["random", "lines"],
+                   help="Griffin-Lim's starting phase (lines: from the tracked spectral lines)")
     p.add_argument("--metrics", default=None, help="a JSON file of measured metrics to store in provenance.json")
     p.add_argument("--note", default=None, help="free text stored in provenance.json (e.g. how a part was trained)")
     args = p.parse_args(argv)
@@ -41,8 +43,10 @@ def main(argv=None) -> int:
     n_frames = int(args.clip_seconds * vae.config.mel.sample_rate) // vae.config.mel.hop_length + 1
     cfg = PipelineConfig(latent_shape=vae.latent_shape(n_frames), n_frames=n_frames,
                          sample_rate=vae.config.mel.sample_rate, clip_seconds=args.clip_seconds,
-                         guidance=args.guidance, vocoder={"name": "griffin-lim", "n_iter": args.griffin_lim_iters})
-    pipe = SoundCTM(vae, GriffinLimVocoder(vae.config.mel, n_iter=args.griffin_lim_iters), build_text_encoder("minilm"),
+                         guidance=args.guidance, vocoder={"name": "griffin-lim", "n_iter": args.griffin_lim_iters,
+                                                          "phase_init": args.phase_init})
+    vocoder = GriffinLimVocoder(vae.config.mel, n_iter=args.griffin_lim_iters, phase_init=args.phase_init)
+    pipe = SoundCTM(vae, vocoder, build_text_encoder("minilm"),
                     TwoTimeTextUNet.from_pretrained(args.student), cfg, TextUNet.from_pretrained(args.teacher))
     out = Path(args.out)
     tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=".bundle-"))

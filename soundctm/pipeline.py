@@ -160,9 +160,11 @@ class SoundCTM:
             raise ValueError(f"model directory {str(path)!r} is corrupt or incomplete: {err}") from err
         voc = config.vocoder
         vocoder_path = path / voc["path"] if voc.get("path") else None
-        vocoder = build_vocoder(voc["name"], vocoder_path, vae.config.mel)
-        if hasattr(vocoder, "n_iter") and "n_iter" in voc:
-            vocoder.n_iter = voc["n_iter"]
+        options = {k: v for k, v in voc.items() if k not in ("name", "path")}
+        try:
+            vocoder = build_vocoder(voc["name"], vocoder_path, vae.config.mel, **options)
+        except ValueError as err:
+            raise ValueError(f"model directory {str(path)!r}: {INDEX_FILE} vocoder entry: {err}") from err
         te = text_encoder or build_text_encoder(config.text_encoder["name"], config.text_encoder.get("path"))
         return cls(vae, vocoder, te, student, config, teacher, device)
 

@@ -128,3 +128,24 @@ def test_missing_and_corrupt_model_directories(tmp_path):
     (bad / "model_index.json").write_text("{not json")
     with pytest.raises(ValueError, match="corrupt"):
         SoundCTM.from_pretrained(bad)
+
+
+def test_vocoder_options_in_the_model_index_reach_the_vocoder(saved, tmp_path):
+    import shutil
+
+    _, path = saved
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    idx = json.loads((copy / "model_index.json").read_text())
+    idx["vocoder"] = {"name": "griffin-lim", "n_iter": 2, "phase_init": "lines"}
+    (copy / "model_index.json").write_text(json.dumps(idx))
+    loaded = SoundCTM.from_pretrained(copy, text_encoder=text_encoder())
+    assert (loaded.vocoder.n_iter, loaded.vocoder.phase_init) == (2, "lines")
+    idx["vocoder"]["phase_init"] = "zeros"
+    (copy / "model_index.json").write_text(json.dumps(idx))
+    with pytest.raises(ValueError, match="vocoder entry: phase_init must be one of"):
+        SoundCTM.from_pretrained(copy, text_encoder=text_encoder())
+    idx["vocoder"] = {"name": "griffin-lim", "hop": 3}
+    (copy / "model_index.json").write_text(json.dumps(idx))
+    with pytest.raises(ValueError, match="bad options \\['hop'\\]"):
+        SoundCTM.from_pretrained(copy, text_encoder=text_encoder())

@@ -7,7 +7,9 @@ from soundctm.audio.vocoder import (
     GriffinLimVocoder,
     HifiGanVocoder,
     build_vocoder,
+    fit_lines,
     hann_lobe,
+    line_phases,
     mel_peaks,
     nnls_mel_to_linear,
     spectral_lines,
@@ -103,6 +105,56 @@ def test_spectral_lines_on_lobe_bins_equal_the_dense_computation(win_length):
     dense = _dense_spectral_lines(mel, basis, vocoder.centers_hz, config, 3.0)
     assert dense.abs().sum() > 0 and mel_peaks(mel, 3.0)[1].any()
     torch.testing.assert_close(fast, dense, atol=1e-6 * dense.abs().max().item(), rtol=1e-4)
+
+
+def _consistency(vocoder, mel):
+    """Spectral convergence ‖|STFT(y)| − S‖ / ‖S‖ of the vocoder's output y against its target magnitude S."""
+    target = vocoder.linear_magnitude(mel)
+    mag = vocoder._stft(vocoder(mel)).abs()
+    return (torch.linalg.norm(mag - target) / torch.linalg.norm(target)).item()
+
+
+def _sweep(f0=300.0, rate=400.0, seconds=2.0, sr=16000):
+    t = np.arange(int(sr * seconds)) / sr
+    return torch.tensor(0.5 * np.sin(2 * np.pi * (f0 * t + rate * t**2)), dtype=torch.float32)[None]
+
+
+@pytest.mark.parametrize("wave", [_tone(440.0, 2.0), _tone(700.0, 2.0) + 0.4 * _tone(1900.0, 2.0), _sweep()],
+                         ids=["tone", "two-tones", "sweep"])
+def test_line_phase_start_beats_many_random_start_iterations(wave):
+    """Starting from the phases of the tracked lines, 2 iterations reach a more consistent spectrogram than 32
+    iterations from random phase (measured: tone 0.06 vs 0.12, sweep 0.19 vs 0.19+)."""
+    mel = MelSpectrogram()(wave)
+    lines = _consistency(GriffinLimVocoder(n_iter=2, phase_init="lines"), mel)
+    random32 = _consistency(GriffinLimVocoder(n_iter=32), mel)
+    random0 = _consistency(GriffinLimVocoder(n_iter=0), mel)
+    assert lines < random32 < random0
+    assert random0 > 0.5
+
+
+def test_line_phases_advance_by_the_tone_frequency_per_hop():
+    config = MelConfig()
+    mel = torch.exp(MelSpectrogram(config)(_tone(440.0, 2.0)))
+    vocoder = GriffinLimVocoder(config)
+    fit = fit_lines(mel, vocoder.mel_basis, vocoder.centers_hz, config, 3.0)
+    phi = line_phases(fit, mel.shape[-1], config.hop_length / config.sample_rate, torch.Generator().manual_seed(0))
+    frames = fit.t.numpy()
+    assert len(np.unique(frames)) == len(frames) > 100  # one line per frame
+    order = np.argsort(frames)
+    step, freq = np.diff(phi.numpy()[order]), fit.freq.numpy()[order]
+    expected = np.pi * config.hop_length / config.sample_rate * (freq[1:] + freq[:-1])
+    linked = np.diff(frames[order]) == 1
+    np.testing.assert_allclose(step[linked], expected[linked], rtol=1e-6)
+    assert abs(fit.freq.mean().item() - 440.0) < 5.0
+
+
+def test_phase_init_is_checked():
+    with pytest.raises(ValueError, match="phase_init must be one of"):
+        GriffinLimVocoder(phase_init="zeros")
+    with pytest.raises(ValueError, match="needs line_prominence"):
+        GriffinLimVocoder(phase_init="lines", line_prominence=None)
+    with pytest.raises(ValueError, match="n_iter must be >= 0"):
+        GriffinLimVocoder(n_iter=-1)
 
 
 def test_nnls_is_nonnegative_and_reproduces_mel():

@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import librosa
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,10 +62,23 @@ def mel_peaks(mel: torch.Tensor, prominence: float) -> torch.Tensor:
     return peaks
 
 
-def spectral_lines(
+@dataclass
+class LineFit:
+    """Sinusoids fitted behind mel peaks: peak p sits in clip ``b[p]``, frame ``t[p]`` at ``freq[p]`` Hz; its Hann
+    lobe has magnitude ``amp[p]·lobes[p, j]`` on STFT bin ``bins[p, j]``."""
+
+    b: torch.Tensor
+    t: torch.Tensor
+    freq: torch.Tensor
+    bins: torch.Tensor
+    lobes: torch.Tensor
+    amp: torch.Tensor
+
+
+def fit_lines(
     mel: torch.Tensor, basis: torch.Tensor, centers_hz: torch.Tensor, config: MelConfig, prominence: float
-) -> torch.Tensor:
-    """Sinusoids behind prominent mel peaks: |STFT| ``[B, n_freqs, F]`` made of Hann lobes.
+) -> LineFit:
+    """Sinusoids behind prominent mel peaks (power mel ``[B, n_mels, F]``).
 
     Where a triangle filter is linear, a tone at f between centres c_k < f < c_{k+1} gives height-normalised
     responses proportional to (c_{k+1} − f) and (f − c_k), so f is their centroid over k−1..k+1; the lobe
@@ -71,9 +86,6 @@ def spectral_lines(
     """  # fmt: skip
     b, k, t = mel_peaks(mel, prominence).nonzero(as_tuple=True)
     n_freqs = basis.shape[1]
-    lines = torch.zeros(mel.shape[0], mel.shape[2], n_freqs, dtype=mel.dtype, device=mel.device)
-    if len(b) == 0:
-        return lines.transpose(1, 2)
     near = k[:, None] + torch.arange(-1, 2, device=mel.device)  # [P, 3]
     m3 = mel[b[:, None], near, t[:, None]]
     weights = m3 / basis.amax(dim=1)[near]
@@ -88,26 +100,74 @@ def spectral_lines(
     lobes = hann_lobe((bins.to(mel.dtype) * bin_hz - f_star[:, None]) / lobe_hz) ** config.power * inside
     response = (lobes[:, None, :] * basis[near[:, :, None], bins[:, None, :]]).sum(-1)  # [P, 3]
     amp = (m3 * response).sum(1) / (response**2).sum(1).clamp_min(1e-12)
-    rows = lambda idx: idx[:, None].expand_as(bins)  # noqa: E731
-    lines.index_put_((rows(b), rows(t), bins), amp[:, None] * lobes, accumulate=True)
+    return LineFit(b, t, f_star, bins, lobes, amp)
+
+
+def spectral_lines(
+    mel: torch.Tensor, basis: torch.Tensor, centers_hz: torch.Tensor, config: MelConfig, prominence: float,
+    fit: LineFit | None = None,
+) -> torch.Tensor:
+    """|STFT| ``[B, n_freqs, F]`` made of the Hann lobes of `fit_lines` (power scale, like ``mel``)."""  # fmt: skip
+    fit = fit_lines(mel, basis, centers_hz, config, prominence) if fit is None else fit
+    lines = torch.zeros(mel.shape[0], mel.shape[2], basis.shape[1], dtype=mel.dtype, device=mel.device)
+    rows = lambda idx: idx[:, None].expand_as(fit.bins)  # noqa: E731
+    lines.index_put_((rows(fit.b), rows(fit.t), fit.bins), fit.amp[:, None] * fit.lobes, accumulate=True)
     return lines.transpose(1, 2)
 
 
+def line_phases(fit: LineFit, n_frames: int, hop_s: float, generator: torch.Generator) -> torch.Tensor:
+    """Running phase Φ (radians) of every fitted line, ``[P]``: peaks are linked to the nearest peak of the
+    previous frame of the same clip (within 3 % of the frequency or 2 bins' worth, 31 Hz at the default STFT)
+    and advance by 2π·hop·(f_prev + f)/2; an unlinked peak starts a new line at a random phase."""
+    freq = fit.freq.double().cpu().numpy()
+    b, t = fit.b.cpu().numpy(), fit.t.cpu().numpy()
+    phi = np.zeros(len(freq))
+    start = torch.rand(len(freq), generator=generator, dtype=torch.float64).numpy() * 2 * np.pi
+    order = np.lexsort((freq, t, b))
+    keys = b[order] * (n_frames + 1) + t[order]
+    bounds = np.flatnonzero(np.diff(keys)) + 1
+    groups = np.split(order, bounds)
+    prev_key, prev = None, None
+    for g in groups:
+        key = (b[g[0]], t[g[0]])
+        if prev is not None and prev_key == (key[0], key[1] - 1):
+            f, fp = freq[g], freq[prev]
+            j = np.abs(f[:, None] - fp[None, :]).argmin(1)
+            linked = np.abs(f - fp[j]) <= np.maximum(0.03 * f, 31.25)
+            phi[g] = np.where(linked, phi[prev][j] + np.pi * hop_s * (f + fp[j]), start[g])
+        else:
+            phi[g] = start[g]
+        prev_key, prev = key, g
+    return torch.from_numpy(phi)
+
+
+PHASE_INITS = ("random", "lines")
+
+
 class GriffinLimVocoder(nn.Module):
-    """log-mel → |STFT| (spectral lines + NNLS; lines off with ``line_prominence=None``) → fast Griffin-Lim."""
+    """log-mel → |STFT| (spectral lines + NNLS; lines off with ``line_prominence=None``) → fast Griffin-Lim.
+
+    ``phase_init="lines"`` starts Griffin-Lim from the phase a stationary sinusoid has on the bins of each fitted
+    line (running phase Φ of the tracked line, minus π per bin: torch.stft's centred frames), random elsewhere;
+    ``"random"`` starts from random phase everywhere.
+    """
 
     def __init__(
         self, mel_config: MelConfig | None = None, n_iter: int = 32, momentum: float = 0.99, seed: int = 0,
-        line_prominence: float | None = 3.0,
+        line_prominence: float | None = 3.0, phase_init: str = "random",
     ):  # fmt: skip
         super().__init__()
-        if n_iter < 1:
-            raise ValueError(f"n_iter must be >= 1, got {n_iter}")
+        if n_iter < 0:
+            raise ValueError(f"n_iter must be >= 0, got {n_iter}")
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        if phase_init not in PHASE_INITS:
+            raise ValueError(f"phase_init must be one of {PHASE_INITS}, got {phase_init!r}")
+        if phase_init == "lines" and line_prominence is None:
+            raise ValueError("phase_init='lines' needs line_prominence (the fitted lines carry the phase)")
         self.mel_config = mel_config or MelConfig()
         self.n_iter, self.momentum, self.seed = n_iter, momentum, seed
-        self.line_prominence = line_prominence
+        self.line_prominence, self.phase_init = line_prominence, phase_init
         self.register_buffer("mel_basis", mel_filterbank(self.mel_config), persistent=False)
         self.register_buffer("window", torch.hann_window(self.mel_config.win_length), persistent=False)
         self.register_buffer("mel_pinv", torch.linalg.pinv(self.mel_basis.double()).float(), persistent=False)
@@ -122,14 +182,36 @@ class GriffinLimVocoder(nn.Module):
 
     def linear_magnitude(self, log_mel: torch.Tensor) -> torch.Tensor:
         """log-mel ``[B, n_mels, F]`` → |STFT| ``[B, n_freqs, F]`` (undo log, NNLS, undo power)."""
+        return self._magnitude_and_lines(log_mel)[0]
+
+    def _magnitude_and_lines(self, log_mel: torch.Tensor) -> tuple[torch.Tensor, LineFit | None]:
         c, basis = self.mel_config, self.mel_basis.float()
         mel = torch.exp(log_mel.float())
         lines = torch.zeros(mel.shape[0], basis.shape[1], mel.shape[2], device=mel.device)
+        fit = None
         if self.line_prominence is not None:
-            lines = spectral_lines(mel, basis, self.centers_hz, c, self.line_prominence)
+            fit = fit_lines(mel, basis, self.centers_hz, c, self.line_prominence)
+            lines = spectral_lines(mel, basis, self.centers_hz, c, self.line_prominence, fit)
             mel = (mel - basis @ lines).clamp_min(0.0)
         linear = nnls_mel_to_linear(mel, basis, pinv=self.mel_pinv.float()) + lines
-        return linear.pow(1.0 / c.power)
+        return linear.pow(1.0 / c.power), fit
+
+    def initial_phase(self, shape: torch.Size, fit: LineFit | None, generator: torch.Generator) -> torch.Tensor:
+        """Starting phase ``[B, n_freqs, F]``: random, then (``phase_init="lines"``) Φ_p − π·bin on the bins of
+        each line's lobe, the stronger line winning where lobes overlap."""
+        phase = torch.rand(shape, generator=generator) * (2 * torch.pi)
+        if self.phase_init != "lines" or fit is None or len(fit.b) == 0:
+            return phase
+        hop_s = self.mel_config.hop_length / self.mel_config.sample_rate
+        phi = line_phases(fit, shape[-1], hop_s, generator).float()
+        strength = (fit.amp[:, None] * fit.lobes).cpu()
+        bins, b, t = fit.bins.cpu(), fit.b.cpu(), fit.t.cpu()
+        order = torch.argsort(strength.flatten(), stable=True)  # weakest first: the strongest writes last
+        rows = lambda idx: idx[:, None].expand_as(bins).flatten()[order]  # noqa: E731
+        on = strength.flatten()[order] > 0
+        values = (phi[:, None] - torch.pi * bins.float()).flatten()[order]
+        phase[rows(b)[on], bins.flatten()[order][on], rows(t)[on]] = values[on]
+        return phase
 
     def _stft(self, wave: torch.Tensor) -> torch.Tensor:
         c = self.mel_config
@@ -142,11 +224,11 @@ class GriffinLimVocoder(nn.Module):
         c = self.mel_config
         return torch.istft(spec, c.n_fft, c.hop_length, c.win_length, self.window, center=True, length=length)
 
-    def griffin_lim(self, magnitude: torch.Tensor) -> torch.Tensor:
+    def griffin_lim(self, magnitude: torch.Tensor, fit: LineFit | None = None) -> torch.Tensor:
         """Fast Griffin-Lim (Perraudin 2013, Alg. 2): t_n = P(c_{n−1}); c_n = t_n + α(t_n − t_{n−1})."""
         length = self.mel_config.n_samples(magnitude.shape[-1])
         gen = torch.Generator(device="cpu").manual_seed(self.seed)
-        phase = torch.rand(magnitude.shape, generator=gen).to(magnitude.device) * (2 * torch.pi)
+        phase = self.initial_phase(magnitude.shape, fit, gen).to(magnitude.device)
         angles = torch.polar(torch.ones_like(magnitude), phase)
         previous = torch.zeros_like(angles)
         for _ in range(self.n_iter):
@@ -160,7 +242,7 @@ class GriffinLimVocoder(nn.Module):
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         """``[B, n_mels, F]`` → ``[B, (F − 1)·hop]``."""
         log_mel = _check_mel(log_mel, self.mel_config.n_mels)
-        return self.griffin_lim(self.linear_magnitude(log_mel))
+        return self.griffin_lim(*self._magnitude_and_lines(log_mel))
 
 
 class HifiGanVocoder(nn.Module):
@@ -199,29 +281,36 @@ class HifiGanVocoder(nn.Module):
         return self.model(log_mel.transpose(1, 2).to(self.model.dtype))
 
 
-def _build_griffin_lim(path: str | None, mel_config: MelConfig | None) -> GriffinLimVocoder:
-    return GriffinLimVocoder(mel_config)
+def _build_griffin_lim(path: str | None, mel_config: MelConfig | None, **options) -> GriffinLimVocoder:
+    return GriffinLimVocoder(mel_config, **options)
 
 
-def _build_griffin_lim_nnls(path: str | None, mel_config: MelConfig | None) -> GriffinLimVocoder:
-    return GriffinLimVocoder(mel_config, line_prominence=None)
+def _build_griffin_lim_nnls(path: str | None, mel_config: MelConfig | None, **options) -> GriffinLimVocoder:
+    return GriffinLimVocoder(mel_config, line_prominence=None, **options)
 
 
-def _build_hifigan(path: str | None, mel_config: MelConfig | None) -> HifiGanVocoder:
+def _build_hifigan(path: str | None, mel_config: MelConfig | None, **options) -> HifiGanVocoder:
+    if options:
+        raise ValueError(f"vocoder 'hifigan' takes no options, got {sorted(options)}")
     if path is None:
         raise ValueError("vocoder 'hifigan' needs path= a local SpeechT5HifiGan folder")
     return HifiGanVocoder.from_pretrained(path)
 
 
-VOCODERS: dict[str, Callable[[str | None, MelConfig | None], nn.Module]] = {
+VOCODERS: dict[str, Callable[..., nn.Module]] = {
     "griffin-lim": _build_griffin_lim,
     "griffin-lim-nnls": _build_griffin_lim_nnls,  # without the spectral-line step (ablation)
     "hifigan": _build_hifigan,
 }
 
 
-def build_vocoder(name: str, path: str | os.PathLike | None = None, mel_config: MelConfig | None = None) -> nn.Module:
-    """Vocoder by registry name (``griffin-lim``, ``hifigan``); ``path`` is a local weights folder where needed."""
+def build_vocoder(name: str, path: str | os.PathLike | None = None, mel_config: MelConfig | None = None,
+                  **options) -> nn.Module:
+    """Vocoder by registry name (``griffin-lim``, ``hifigan``); ``path`` is a local weights folder where needed;
+    ``options`` go to the constructor (Griffin-Lim: ``n_iter``, ``phase_init``, ``momentum``, ...)."""
     if name not in VOCODERS:
         raise ValueError(f"vocoder name must be one of {sorted(VOCODERS)}, got {name!r}")
-    return VOCODERS[name](None if path is None else str(path), mel_config)
+    try:
+        return VOCODERS[name](None if path is None else str(path), mel_config, **options)
+    except TypeError as err:
+        raise ValueError(f"vocoder {name!r}: bad options {sorted(options)}: {err}") from err
