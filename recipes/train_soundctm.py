@@ -41,6 +41,13 @@ class CTMConfig:
     dsm_weight: float = 1.0
     caption_dropout: float = 0.1
     sigma_data: float = 0.5
+    # optional 1-step term on cached teacher ODE solutions (recipes/teacher_pairs.py): weight·d(G(x_T, T, σ_min; ω),
+    # x_0) in the CTM distance, on pairs_batch pairs drawn per step; "" = off (plain CTM)
+    pairs_path: str = ""
+    pairs_weight: float = 1.0
+    pairs_batch: int = 8
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
 
 
 @dataclass(frozen=True)
@@ -104,17 +111,56 @@ def with_gan(base_loss, features, cfg: SoundCTMRecipeConfig, sigma_data: float):
     return loss_fn
 
 
+def with_teacher_pairs(base_loss, pairs: dict[str, torch.Tensor], text, dist, c: CTMConfig):
+    """Add c.pairs_weight · d(G(x_T, σ_max, σ_min; ω), x_0) on c.pairs_batch cached teacher solutions per step,
+    ``dist(a, b, sigma, tokens, mask)`` being the CTM distance at σ_min."""
+
+    def loss_fn(batch, models, step, rng):
+        loss, logs = base_loss(batch, models, step, rng)
+        dev = batch["latent"].device
+        i = torch.randint(0, len(pairs["omega"]), (c.pairs_batch,), generator=rng, device=dev).cpu()
+        x_T, x0, omega = (pairs[k][i].to(dev) for k in ("x_T", "x0", "omega"))
+        cap = pairs["caption_index"][i]
+        tokens, mask = text.tokens[cap].to(dev), text.mask[cap].to(dev)
+        b = len(i)
+        t = torch.full((b,), c.sigma_max, device=dev)
+        s = torch.full((b,), c.sigma_min, device=dev)
+        out = CTMPrecond(models["net"], c.sigma_data)(x_T, t, s, tokens=tokens, mask=mask, omega=omega)
+        pair_loss = dist(out, x0, s, tokens, mask).mean()
+        logs["train/pairs"] = pair_loss.detach()
+        return loss + c.pairs_weight * pair_loss, logs
+
+    return loss_fn
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="train_soundctm", description=__doc__.splitlines()[0])
     add_config_args(parser)
     try:
         cfg = config_from_args(SoundCTMRecipeConfig, parser.parse_args(argv))
+        c = cfg.ctm
         data = LatentCacheDataset(cfg.cache_dir)
         teacher = TextUNet.from_pretrained(cfg.teacher_dir).eval().requires_grad_(False)
         if cfg.ctm.distance not in ("teacher_features", *losses.DISTANCES):
             raise ValueError(f"ctm.distance must be teacher_features, l2 or pseudo_huber, got {cfg.ctm.distance!r}")
         if not cfg.train.ema_decays:
             raise ValueError("train.ema_decays must name the EMA used as the stop-grad target θ⁻")
+        pairs = None
+        if cfg.ctm.pairs_path:
+            from teacher_pairs import load_pairs
+
+            if not Path(cfg.ctm.pairs_path).is_file():
+                raise FileNotFoundError(f"ctm.pairs_path {cfg.ctm.pairs_path!r} does not exist "
+                                        "(write it with recipes/teacher_pairs.py)")
+            pairs = load_pairs(cfg.ctm.pairs_path)
+            if pairs["x_T"].shape[1:] != data.latent(0).shape:
+                raise ValueError(f"ctm.pairs_path latents {tuple(pairs['x_T'].shape[1:])} do not match the cache's "
+                                 f"{tuple(data.latent(0).shape)}")
+            if int(pairs["caption_index"].max()) >= len(data.text.tokens):
+                raise ValueError("ctm.pairs_path refers to captions the cache does not have (another cache?)")
+            if c.pairs_batch < 1 or c.pairs_weight < 0:
+                raise ValueError(f"ctm.pairs_batch must be >= 1 and ctm.pairs_weight >= 0, got {c.pairs_batch}, "
+                                 f"{c.pairs_weight}")
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"train_soundctm: {err}", file=sys.stderr)
         return 2
@@ -128,6 +174,14 @@ def main(argv: list[str] | None = None) -> int:
                           "l2" if c.distance == "teacher_features" else c.distance, c.dsm_weight,
                           caption_dropout=c.caption_dropout,
                           features=features if c.distance == "teacher_features" else None)
+    if pairs is not None:
+        if c.distance == "teacher_features":
+            def pair_dist(a, b, sigma, tokens, mask):
+                return losses.feature_distance(lambda x, sg: features(x, sg, tokens, mask))(a, b, sigma)
+        else:
+            def pair_dist(a, b, sigma, tokens, mask):
+                return losses.DISTANCES[c.distance](a, b)
+        loss_fn = with_teacher_pairs(loss_fn, pairs, data.text, pair_dist, c)
     models = {"net": TwoTimeTextUNet.from_teacher(teacher), "teacher": teacher}
     trainable = ["net"]
     if cfg.gan.enabled:

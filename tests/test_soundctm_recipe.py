@@ -62,3 +62,39 @@ def test_teacher_feature_distance_is_zero_for_identical_inputs_and_differentiabl
     val = d(x, y, sigma).sum()
     val.backward()
     assert val > 0 and x.grad.abs().sum() > 0
+
+
+def test_teacher_pairs_resume_and_the_one_step_term_pulls_the_jump_to_them(parts, tmp_path):
+    """teacher_pairs.py continues an interrupted file with the same draws; the ctm.pairs term, alone (CTM and DSM
+    weights off), brings G(x_T, T, σ_min) nearer the teacher's ODE solutions than the untrained student."""
+    root, cache = parts
+    teacher_pairs = load_recipe("teacher_pairs")
+    args = ["--teacher", str(root / "teacher"), "--cache-dir", str(cache), "--steps", "3", "--batch", "3"]
+    assert teacher_pairs.main([*args, "--out", str(tmp_path / "a.safetensors"), "--n", "8"]) == 0
+    assert teacher_pairs.main([*args, "--out", str(tmp_path / "b.safetensors"), "--n", "3"]) == 0
+    assert teacher_pairs.main([*args, "--out", str(tmp_path / "b.safetensors"), "--n", "8"]) == 0
+    a, b = (teacher_pairs.load_pairs(tmp_path / f"{n}.safetensors") for n in "ab")
+    assert len(a["omega"]) == 8 and all(torch.equal(a[k], b[k]) for k in a)
+    assert teacher_pairs.main([*args, "--out", str(tmp_path / "c.safetensors"), "--n", "0"]) == 2
+
+    from soundctm.core.precond import CTMPrecond
+    from soundctm.data.cache import LatentCacheDataset
+
+    text = LatentCacheDataset(cache).text
+
+    def pair_error(student_dir):
+        net = TwoTimeTextUNet.from_pretrained(student_dir).eval()
+        with torch.no_grad():
+            out = CTMPrecond(net, 0.5)(a["x_T"], torch.full((8,), 80.0), torch.full((8,), 0.002),
+                                       tokens=text.tokens[a["caption_index"]], mask=text.mask[a["caption_index"]],
+                                       omega=a["omega"])
+        return ((out - a["x0"]) ** 2).mean().item()
+
+    common = [f"ctm.pairs_path={tmp_path / 'a.safetensors'}", "ctm.distance=l2", "ctm.pairs_batch=8",
+              "train.steps=40", "train.ckpt_every=40", "train.lr=3e-3", "train.grad_clip=null",
+              "train.ema_decays=[0.5]", "ctm.dsm_weight=0"]
+    assert run(root, cache, "pairs0", *common, "ctm.pairs_weight=0") == 0
+    assert run(root, cache, "pairs", *common, "ctm.pairs_weight=10") == 0
+    # θ⁻ = EMA(0.5) of the raw weights: the exported student follows them closely
+    assert pair_error(root / "pairs" / "student") < 0.85 * pair_error(root / "pairs0" / "student")
+    assert run(root, cache, "pairs_bad", "ctm.pairs_path=/missing.safetensors") == 2
