@@ -46,6 +46,9 @@ class CTMConfig:
     pairs_path: str = ""
     pairs_weight: float = 1.0
     pairs_batch: int = 8
+    # the pair term's distance: "" = ctm.distance, or teacher_features / l2 / pseudo_huber (l2 keeps loudness: the
+    # feature distance unit-normalises every position, so a uniformly fainter jump costs it little)
+    pairs_distance: str = ""
     sigma_min: float = 0.002
     sigma_max: float = 80.0
 
@@ -158,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                                  f"{tuple(data.latent(0).shape)}")
             if int(pairs["caption_index"].max()) >= len(data.text.tokens):
                 raise ValueError("ctm.pairs_path refers to captions the cache does not have (another cache?)")
+            if c.pairs_distance not in ("", "teacher_features", *losses.DISTANCES):
+                raise ValueError(f"ctm.pairs_distance must be '', teacher_features, l2 or pseudo_huber, got "
+                                 f"{c.pairs_distance!r}")
             if c.pairs_batch < 1 or c.pairs_weight < 0:
                 raise ValueError(f"ctm.pairs_batch must be >= 1 and ctm.pairs_weight >= 0, got {c.pairs_batch}, "
                                  f"{c.pairs_weight}")
@@ -175,12 +181,13 @@ def main(argv: list[str] | None = None) -> int:
                           caption_dropout=c.caption_dropout,
                           features=features if c.distance == "teacher_features" else None)
     if pairs is not None:
-        if c.distance == "teacher_features":
+        pd = c.pairs_distance or c.distance
+        if pd == "teacher_features":
             def pair_dist(a, b, sigma, tokens, mask):
                 return losses.feature_distance(lambda x, sg: features(x, sg, tokens, mask))(a, b, sigma)
         else:
             def pair_dist(a, b, sigma, tokens, mask):
-                return losses.DISTANCES[c.distance](a, b)
+                return losses.DISTANCES[pd](a, b)
         loss_fn = with_teacher_pairs(loss_fn, pairs, data.text, pair_dist, c)
     models = {"net": TwoTimeTextUNet.from_teacher(teacher), "teacher": teacher}
     trainable = ["net"]

@@ -97,4 +97,10 @@ def test_teacher_pairs_resume_and_the_one_step_term_pulls_the_jump_to_them(parts
     assert run(root, cache, "pairs", *common, "ctm.pairs_weight=10") == 0
     # θ⁻ = EMA(0.5) of the raw weights: the exported student follows them closely
     assert pair_error(root / "pairs" / "student") < 0.85 * pair_error(root / "pairs0" / "student")
+    # the pair term's own distance: l2 on latents under a teacher-feature CTM distance pulls the jump in as well
+    feat = [x for x in common if not x.startswith("ctm.distance")]
+    assert run(root, cache, "pairs_l2", *feat, "ctm.distance=teacher_features", "ctm.pairs_distance=l2",
+               "ctm.pairs_weight=10") == 0
+    assert pair_error(root / "pairs_l2" / "student") < 0.85 * pair_error(root / "pairs0" / "student")
     assert run(root, cache, "pairs_bad", "ctm.pairs_path=/missing.safetensors") == 2
+    assert run(root, cache, "pairs_bad2", *common, "ctm.pairs_distance=cosine") == 2
