@@ -78,6 +78,19 @@ def test_griffin_lim_is_deterministic_and_batched():
     assert abs(_dominant_freq(both[1]) - 2000.0) < 60
 
 
+def test_griffin_lim_runs_a_large_batch_in_chunks():
+    """max_batch clips at a time on a CPU: a batch of 5 with max_batch 2 is the chunks' outputs concatenated
+    (and a chunk's output does not depend on the clips in other chunks)."""
+    mel = MelSpectrogram()(torch.cat([_tone(f) for f in (300.0, 500.0, 900.0, 1500.0, 2500.0)]))
+    vocoder = GriffinLimVocoder(n_iter=2, phase_init="lines", max_batch=2)
+    out = vocoder(mel)
+    assert out.shape[0] == 5
+    torch.testing.assert_close(out, torch.cat([vocoder(mel[:2]), vocoder(mel[2:4]), vocoder(mel[4:])]))
+    torch.testing.assert_close(out[:2], GriffinLimVocoder(n_iter=2, phase_init="lines", max_batch=16)(mel[:2]))
+    for i, f in enumerate((300.0, 500.0, 900.0, 1500.0, 2500.0)):
+        assert abs(_dominant_freq(out[i]) - f) < 0.03 * f
+
+
 def _dense_spectral_lines(mel, basis, centers_hz, config, prominence):
     """Reference: every lobe evaluated on every frequency bin."""
     b, k, t = mel_peaks(mel, prominence).nonzero(as_tuple=True)
@@ -155,6 +168,10 @@ def test_phase_init_is_checked():
         GriffinLimVocoder(phase_init="lines", line_prominence=None)
     with pytest.raises(ValueError, match="n_iter must be >= 0"):
         GriffinLimVocoder(n_iter=-1)
+    with pytest.raises(ValueError, match="nnls_iter must be >= 1"):
+        GriffinLimVocoder(nnls_iter=0)
+    with pytest.raises(ValueError, match="max_batch must be >= 1"):
+        GriffinLimVocoder(max_batch=0)
 
 
 def test_nnls_is_nonnegative_and_reproduces_mel():
