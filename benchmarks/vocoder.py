@@ -80,7 +80,8 @@ def run(n: int, iters: tuple[int, ...], inits: tuple[str, ...], seed: int = 0) -
 def write(rows: list[dict], out: Path, n: int, command: str) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     lines = ["# Griffin-Lim iterations: speed vs fidelity", "",
-             f"{n} held-out SynthCaps clips, wave → log-mel → vocoder; one thread. `{command}`", "",
+             f"{n} held-out SynthCaps clips, wave → log-mel → vocoder; one thread; the vocoder's defaults otherwise "
+             f"(10 NNLS updates, CPU batches in chunks of 4 clips). `{command}`", "",
              "| phase init | n_iter | ms/clip (batch 1) | ms/clip (batch 16) | spectral convergence | "
              "loud log-mel L1 | judge accuracy |", "|---|---|---|---|---|---|---|"]
     for r in rows:
