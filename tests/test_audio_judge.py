@@ -1,20 +1,14 @@
 """The audio-judge benchmark's scoring: per-attribute accuracy, the mean over attributes and the pooled share, and
 its verdicts on clips whose attributes are known."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
+from recipe_utils import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "audio_judge.py"
-    spec = importlib.util.spec_from_file_location("audio_judge", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("audio_judge")
 
 
 def test_mean_weights_attributes_and_pooled_weights_verdicts(bench):

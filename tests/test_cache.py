@@ -195,13 +195,9 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, vae, capsys, argv_extra, 
 
 @pytest.mark.slow
 def test_cache_is_at_least_20x_faster_than_decoding_audio():
-    import importlib.util
-    from pathlib import Path
+    from recipe_utils import load_benchmark
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "cache_speed.py"
-    spec = importlib.util.spec_from_file_location("cache_speed", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_benchmark("cache_speed")
     assert bench.run(n=16, batch_size=8, seconds=2.0, vae_preset="tiny")["ratio"] >= 20
 
 

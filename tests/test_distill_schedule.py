@@ -1,23 +1,16 @@
 """The distillation-schedule benchmark: schedules are validated and a larger cap on k makes longer teacher solves."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-from recipe_utils import tiny_cache
+from recipe_utils import load_benchmark, tiny_cache
 
 from soundctm.nn.unet import UNET_PRESETS, TextUNet, UNetConfig
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("distill_schedule", ROOT / "benchmarks" / "distill_schedule.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("distill_schedule")
 
 
 def test_schedules_are_parsed_and_checked(bench):
