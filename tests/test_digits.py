@@ -4,13 +4,12 @@ metrics, and short teacher + CTM runs through the shared training loop."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from recipe_utils import load_recipe
 
 import soundctm.core as core
 from soundctm.core import guidance, losses, precond, samplers, schedule, solvers
@@ -31,15 +30,7 @@ CLASSIFIER = ROOT / "soundctm/pretrained/digits/classifier"
 TINY = ImageUNetConfig(base=8, mults=(1, 2), emb_dim=32, n_freqs=8, groups=4, sigma_data=0.75)
 
 
-def load_recipe():
-    spec = importlib.util.spec_from_file_location("train_image", ROOT / "recipes" / "train_image.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-recipe = load_recipe()
+recipe = load_recipe("train_image")
 
 
 @pytest.fixture(scope="module")

@@ -1,18 +1,12 @@
-import importlib.util
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
+from recipe_utils import load_recipe
 
 from soundctm.data.toy2d import exact_mixture, sample_dataset
 
-spec = importlib.util.spec_from_file_location(
-    "fp_diffusion_toy", Path(__file__).parents[1] / "recipes" / "fp_diffusion_toy.py")
-recipe = importlib.util.module_from_spec(spec)
-sys.modules["fp_diffusion_toy"] = recipe
-spec.loader.exec_module(recipe)
+recipe = load_recipe("fp_diffusion_toy")
 
 
 @pytest.mark.parametrize("data", ["checkerboard", "rings", "swiss_roll", "gmm"])

@@ -1,19 +1,14 @@
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from recipe_utils import load_recipe
 
 from soundctm.core.precond import CTMPrecond
 from soundctm.data.toy2d import sample_dataset
 from soundctm.metrics.sample_distance import mmd_rbf, sliced_wasserstein
 from soundctm.nn.toy import ToyMLP, ToyMLPConfig
 
-spec = importlib.util.spec_from_file_location("toy2d", Path(__file__).parents[1] / "recipes" / "toy2d.py")
-toy2d = importlib.util.module_from_spec(spec)
-sys.modules["toy2d"] = toy2d
-spec.loader.exec_module(toy2d)
+toy2d = load_recipe("toy2d")
 
 
 def test_short_distillation_from_the_exact_gmm_teacher():
