@@ -32,3 +32,43 @@ def test_judge_batch_accepts_real_clips_and_rejects_silence(bench):
     silent = bench.accuracy_row(bench.judge_batch(np.zeros_like(waves), 16000, attrs))
     assert real["pooled"] >= 0.9
     assert silent["pooled"] <= 0.5
+
+
+def test_per_clip_verdicts_pool_to_the_same_row(bench):
+    clips = [{"family": True, "pitch": False}, {"family": False, "loudness": True}, {"sweep": True}]
+    pooled = bench.pool_verdicts(clips)
+    assert pooled == {"family": [True, False], "pitch": [False], "count": [], "sweep": [True], "loudness": [True]}
+    right, asked = bench.verdict_matrix(clips)
+    mean, share = bench._metrics(right, asked)
+    row = bench.accuracy_row(pooled)
+    assert mean == pytest.approx(row["mean"]) and share == pytest.approx(row["pooled"])
+
+
+def test_paired_bootstrap_difference_and_interval(bench):
+    rng = np.random.default_rng(1)
+    n = 400
+    a = [{"family": bool(rng.random() < 0.8), "loudness": bool(rng.random() < 0.9)} for _ in range(n)]
+    same = bench.paired_bootstrap(a, a)
+    assert same["mean"] == {"diff": 0.0, "lo": 0.0, "hi": 0.0}  # identical verdicts: no spread at all
+    # b flips 40 of a's wrong family verdicts to right: +10 points on family, +5 on the mean, +5 pooled
+    wrong = [i for i, c in enumerate(a) if not c["family"]][:40]
+    assert len(wrong) == 40
+    b = [dict(c, family=True) if i in wrong else dict(c) for i, c in enumerate(a)]
+    d = bench.paired_bootstrap(a, b, n_boot=1000)
+    assert d["mean"]["diff"] == pytest.approx(0.05) and d["pooled"]["diff"] == pytest.approx(40 / 800)
+    for m in ("mean", "pooled"):
+        assert 0 < d[m]["lo"] < d[m]["diff"] < d[m]["hi"] < 0.1
+    # paired: the interval of a fixed improvement is far narrower than the spread of either accuracy alone
+    assert d["mean"]["hi"] - d["mean"]["lo"] < 0.04
+    with pytest.raises(ValueError, match="per_clip_a and per_clip_b"):
+        bench.paired_bootstrap(a, b[:-1])
+    with pytest.raises(ValueError, match="different attributes"):
+        bench.paired_bootstrap(a, [{"pitch": True}] * n)
+
+
+def test_goal_verdict_reads_point_and_interval(bench):
+    assert bench.goal_verdict({"diff": -0.02, "lo": -0.04, "hi": 0.0}, -0.05).startswith("met; the whole")
+    assert bench.goal_verdict({"diff": 0.001, "lo": -0.02, "hi": 0.02}, 0.0) == (
+        "met on the point estimate; the 95 % interval straddles the bound")
+    assert bench.goal_verdict({"diff": -0.01, "lo": -0.03, "hi": 0.01}, 0.0).startswith("not met on the point")
+    assert bench.goal_verdict({"diff": -0.08, "lo": -0.1, "hi": -0.06}, -0.05).endswith("falls short of the bound")
