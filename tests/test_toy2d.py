@@ -1,4 +1,3 @@
-
 import pytest
 import torch
 from recipe_utils import load_recipe
