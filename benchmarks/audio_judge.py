@@ -17,6 +17,7 @@ Prompts: the SynthCaps "heldout" split (unseen clips of seen attribute combinati
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -163,6 +164,39 @@ def goals_table(pipe, prompts, batch: int, guidance: float, quick: bool = False)
     return rows, goals_lines(rows, guidance)
 
 
+STUDENT_ROWS = ((1, 0.0), (2, 0.0), (4, 0.0), (4, 0.3))
+
+
+def with_student(pipe, student):
+    """A shallow copy of ``pipe`` (same VAE, vocoder, text encoder, teacher and config) around another student."""
+    other = copy.copy(pipe)
+    other.student = student.to(pipe.device).eval().requires_grad_(False)
+    return other
+
+
+def students_table(pipe, candidate, prompts, batch: int) -> tuple[list[dict], list[str]]:
+    """Two students through the same CTM rows on the same prompts and seeds: each candidate row with its paired
+    difference to ``pipe``'s row (to choose between checkpoints without the teacher's cost)."""
+    rows = []
+    for steps, gamma in STUDENT_ROWS:
+        clips: dict[str, list] = {"base": [], "candidate": []}
+        for name, p in (("base", pipe), ("candidate", candidate)):
+            rows.append({"sampler": f"ctm ({name})", "steps": steps, "γ": gamma,
+                         **evaluate(p, prompts, batch, per_clip=clips[name], steps=steps, gamma=gamma)})
+        rows[-1]["vs_base"] = paired_bootstrap(clips["base"], clips["candidate"])
+        print(rows[-2], rows[-1], sep="\n", flush=True)
+    head = ["sampler", "steps", "γ", *ATTRS, "mean", "pooled", "Δ mean (95 % CI)", "Δ pooled (95 % CI)"]
+    lines = ["## Candidate student minus the pipeline's student, paired over the same prompts and seeds", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        d = r.get("vs_base")
+        ci = [f"{100 * d[m]['diff']:+.1f} ({100 * d[m]['lo']:+.1f}, {100 * d[m]['hi']:+.1f})" if d else "—"
+              for m in ("mean", "pooled")]
+        lines.append("| " + " | ".join([str(r["sampler"]), str(r["steps"]), str(r["γ"])]
+                                       + [fmt(r.get(a)) for a in (*ATTRS, "mean", "pooled")] + ci) + " |")
+    return rows, lines + [""]
+
+
 def goal_verdict(d: dict[str, float], bound: float) -> str:
     """A goal "Δ ≥ bound" read from a paired difference and its interval."""
     point = "met" if d["diff"] >= bound else "not met"
@@ -202,12 +236,17 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=str(ROOT / "soundctm" / "pretrained" / "synthcaps-tiny"))
     p.add_argument("--n-prompts", type=int, default=48)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--tables", default="teacher,ctm", help="comma-separated: teacher, ctm, goals")
+    p.add_argument("--tables", default="teacher,ctm", help="comma-separated: teacher, ctm, goals, students")
+    p.add_argument("--candidate", default=None,
+                   help="an exported student folder for --tables students (compared with --model's student)")
     p.add_argument("--prompt-seed", type=int, default=0, help="which held-out prompt set (0 = the reported one)")
     p.add_argument("--quick", action="store_true", help="tiny random pipeline, 4 prompts (script check only)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "audio_judge"))
     p.add_argument("--note", default=None, help="a provenance line for the markdown")
     args = p.parse_args(argv)
+    tables = set(args.tables.split(","))
+    if "students" in tables and not args.candidate:
+        p.error("--tables students needs --candidate DIR (an exported student folder)")
     torch.set_num_threads(1)
     from soundctm.data.synthcaps import heldout_prompts
     from soundctm.pipeline import SoundCTM
@@ -232,7 +271,6 @@ def main(argv=None) -> int:
              + " (an attribute with few prompts moves in large steps).", ""]
     if args.note:
         lines += [args.note, ""]
-    tables = set(args.tables.split(","))
     if "teacher" in tables:
         rows = []
         for steps in ((2, 4) if args.quick else (10, 20, 40)):
@@ -259,6 +297,13 @@ def main(argv=None) -> int:
         rows, lines_goals = goals_table(pipe, prompts, args.batch, guidance, args.quick)
         result["goals"] = rows
         lines += lines_goals
+    if "students" in tables:
+        from soundctm.nn.unet import TwoTimeTextUNet
+
+        student = make_pipeline(seed=1).student if args.quick else TwoTimeTextUNet.from_pretrained(args.candidate)
+        rows, lines_students = students_table(pipe, with_student(pipe, student), prompts, args.batch)
+        result["students"] = {"candidate": args.candidate, "rows": rows}
+        lines += [f"Candidate: `{args.candidate}`.", "", *lines_students]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not args.quick:

@@ -5,7 +5,9 @@
 
 The CTM recipe can add a 1-step term on such pairs (``ctm.pairs_path``): ‖G(x_T, T, σ_min; ω) − x_0‖ in the
 same distance as the CTM loss. Generation is resumable: the file is rewritten atomically after every batch and
-a rerun with the same arguments continues after the pairs already there.
+a rerun with the same arguments continues after the pairs already there. Processes with different ``--seed`` draw
+different pairs; ``--merge A B ... --out C`` concatenates their files (2 processes of 1 thread each fill this
+2-core CPU better than one of 2 threads).
 """
 
 from __future__ import annotations
@@ -47,11 +49,27 @@ def solve_batch(teacher, data: LatentCacheDataset, caption_index: torch.Tensor, 
                                mask=data.text.mask[caption_index])
 
 
+def merge_pairs(paths: list[str | os.PathLike], out: str | os.PathLike) -> int:
+    """Concatenate pairs files (atomically written to ``out``); returns the number of pairs."""
+    parts = [load_pairs(path) for path in paths]
+    shapes = {tuple(part["x_T"].shape[1:]) for part in parts}
+    if len(shapes) != 1:
+        raise ValueError(f"pairs files to merge have different latent shapes {sorted(shapes)}")
+    merged = {k: torch.cat([part[k] for part in parts]).contiguous() for k in KEYS}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    save_file(merged, str(tmp), metadata={"merged": ",".join(str(path) for path in paths)})
+    os.replace(tmp, out)
+    return len(merged["omega"])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="teacher_pairs", description=__doc__.splitlines()[0])
-    p.add_argument("--teacher", required=True)
-    p.add_argument("--cache-dir", required=True)
+    p.add_argument("--teacher")
+    p.add_argument("--cache-dir")
     p.add_argument("--out", required=True)
+    p.add_argument("--merge", nargs="+", metavar="FILE", help="concatenate these pairs files into --out instead")
     p.add_argument("--n", type=int, default=2048)
     p.add_argument("--steps", type=int, default=18, help="Heun steps (2·steps − 1 guided evaluations)")
     p.add_argument("--batch", type=int, default=32)
@@ -63,6 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    if args.merge:
+        try:
+            n = merge_pairs(args.merge, args.out)
+        except (ValueError, OSError) as err:
+            print(f"teacher_pairs: --merge: {err}", file=sys.stderr)
+            return 2
+        print(f"{n} pairs in {args.out}")
+        return 0
+    for name in ("teacher", "cache_dir"):
+        if not getattr(args, name):
+            print(f"teacher_pairs: --{name.replace('_', '-')} is required (unless --merge)", file=sys.stderr)
+            return 2
     for name in ("n", "steps", "batch"):
         if getattr(args, name) < 1:
             print(f"teacher_pairs: --{name} must be >= 1, got {getattr(args, name)}", file=sys.stderr)

@@ -66,6 +66,9 @@ class SoundCTMRecipeConfig:
     train: TrainConfig = field(default_factory=lambda: TrainConfig(out_dir=Path("runs/soundctm_tiny"), lr=5e-5,
                                                                    ema_decays=(0.999,)))
     teacher_dir: str = "soundctm/pretrained/synthcaps-tiny/teacher"
+    # warm start: an exported student folder (e.g. the bundle's student/) whose weights replace the teacher copy;
+    # optimizer, EMA θ⁻ and step start afresh (a fine-tuning stage, not a resume: resume with train.resume)
+    init_student: str = ""
     cache_dir: str = "cache/synthcaps-train"
     ctm: CTMConfig = field(default_factory=CTMConfig)
     gan: GANConfig = field(default_factory=GANConfig)
@@ -136,6 +139,23 @@ def with_teacher_pairs(base_loss, pairs: dict[str, torch.Tensor], text, dist, c:
     return loss_fn
 
 
+def warm_start(net: TwoTimeTextUNet, student_dir: str) -> TwoTimeTextUNet:
+    """The exported student in ``student_dir``, checked to have ``net``'s (the teacher copy's) tensor shapes."""
+    if not Path(student_dir, "config.json").is_file():
+        raise FileNotFoundError(f"init_student {student_dir!r} is not an exported student folder (no config.json)")
+    student = TwoTimeTextUNet.from_pretrained(student_dir)
+    mine, theirs = net.state_dict(), student.state_dict()
+    bad = sorted(k for k in mine.keys() | theirs.keys() if k not in mine or k not in theirs
+                 or mine[k].shape != theirs[k].shape)
+    if bad:
+        raise ValueError(f"init_student {student_dir!r} does not match the teacher's architecture "
+                         f"({len(bad)} tensors differ, e.g. {bad[0]!r})")
+    if student.noise_scale != net.noise_scale:
+        raise ValueError(f"init_student {student_dir!r} embeds time with noise_scale {student.noise_scale}, "
+                         f"the teacher with {net.noise_scale}")
+    return student
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="train_soundctm", description=__doc__.splitlines()[0])
     add_config_args(parser)
@@ -148,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"ctm.distance must be teacher_features, l2 or pseudo_huber, got {cfg.ctm.distance!r}")
         if not cfg.train.ema_decays:
             raise ValueError("train.ema_decays must name the EMA used as the stop-grad target θ⁻")
+        net = TwoTimeTextUNet.from_teacher(teacher)
+        if cfg.init_student:
+            net = warm_start(net, cfg.init_student)
         pairs = None
         if cfg.ctm.pairs_path:
             from teacher_pairs import load_pairs
@@ -189,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             def pair_dist(a, b, sigma, tokens, mask):
                 return losses.DISTANCES[pd](a, b)
         loss_fn = with_teacher_pairs(loss_fn, pairs, data.text, pair_dist, c)
-    models = {"net": TwoTimeTextUNet.from_teacher(teacher), "teacher": teacher}
+    models = {"net": net, "teacher": teacher}
     trainable = ["net"]
     if cfg.gan.enabled:
         chans = [*teacher.unet.config.block_out_channels, teacher.unet.config.block_out_channels[-1]]

@@ -72,3 +72,29 @@ def test_goal_verdict_reads_point_and_interval(bench):
         "met on the point estimate; the 95 % interval straddles the bound")
     assert bench.goal_verdict({"diff": -0.01, "lo": -0.03, "hi": 0.01}, 0.0).startswith("not met on the point")
     assert bench.goal_verdict({"diff": -0.08, "lo": -0.1, "hi": -0.06}, -0.05).endswith("falls short of the bound")
+
+
+def test_students_table_pairs_two_students_on_the_same_prompts_and_seeds(bench):
+    """with_student swaps only the student (the original pipeline keeps its own); the same weights under two names
+    differ by exactly 0 with a zero-width interval on every row, and other weights change the audio."""
+    import copy
+
+    from pipeline_utils import make_pipeline
+
+    from soundctm.data.synthcaps import heldout_prompts
+
+    pipe = make_pipeline()
+    own = pipe.student
+    prompts = heldout_prompts(4, seed=0, split="heldout")
+    rows, lines = bench.students_table(pipe, bench.with_student(pipe, copy.deepcopy(own)), prompts, batch=4)
+    assert pipe.student is own
+    cand = [r for r in rows if "vs_base" in r]
+    assert [(r["steps"], r["γ"]) for r in cand] == list(bench.STUDENT_ROWS) and len(rows) == 2 * len(cand)
+    for r in cand:
+        for m in ("mean", "pooled"):
+            assert r["vs_base"][m] == {"diff": 0.0, "lo": 0.0, "hi": 0.0}
+    assert sum(line.startswith("| ctm (candidate)") for line in lines) == len(cand)
+    other = bench.with_student(pipe, make_pipeline(seed=1).student)
+    a = pipe.generate(prompts[0][0], steps=1, seed=0).waveforms
+    b = other.generate(prompts[0][0], steps=1, seed=0).waveforms
+    assert pipe.student is own and not np.allclose(a, b)

@@ -76,6 +76,16 @@ def test_teacher_pairs_resume_and_the_one_step_term_pulls_the_jump_to_them(parts
     a, b = (teacher_pairs.load_pairs(tmp_path / f"{n}.safetensors") for n in "ab")
     assert len(a["omega"]) == 8 and all(torch.equal(a[k], b[k]) for k in a)
     assert teacher_pairs.main([*args, "--out", str(tmp_path / "c.safetensors"), "--n", "0"]) == 2
+    # another seed draws other pairs; --merge concatenates files in order
+    assert teacher_pairs.main([*args, "--out", str(tmp_path / "d.safetensors"), "--n", "3", "--seed", "1"]) == 0
+    d = teacher_pairs.load_pairs(tmp_path / "d.safetensors")
+    assert not torch.equal(d["x_T"], a["x_T"][:3])
+    merge = ["--out", str(tmp_path / "m.safetensors"), "--merge"]
+    assert teacher_pairs.main([*merge, str(tmp_path / "a.safetensors"), str(tmp_path / "d.safetensors")]) == 0
+    m = teacher_pairs.load_pairs(tmp_path / "m.safetensors")
+    assert all(torch.equal(m[k], torch.cat([a[k], d[k]])) for k in a)
+    assert teacher_pairs.main([*merge, str(tmp_path / "a.safetensors"), str(tmp_path / "none.safetensors")]) == 2
+    assert teacher_pairs.main(["--out", str(tmp_path / "e.safetensors"), "--cache-dir", str(cache)]) == 2
 
     from soundctm.core.precond import CTMPrecond
     from soundctm.data.cache import LatentCacheDataset
@@ -104,3 +114,27 @@ def test_teacher_pairs_resume_and_the_one_step_term_pulls_the_jump_to_them(parts
     assert pair_error(root / "pairs_l2" / "student") < 0.85 * pair_error(root / "pairs0" / "student")
     assert run(root, cache, "pairs_bad", "ctm.pairs_path=/missing.safetensors") == 2
     assert run(root, cache, "pairs_bad2", *common, "ctm.pairs_distance=cosine") == 2
+
+
+def test_init_student_warm_starts_from_an_exported_student(parts, tmp_path):
+    """init_student replaces the teacher copy by an exported student's weights: with a vanishing lr the export
+    equals them; a folder of another architecture or without config.json is refused with exit code 2."""
+    root, cache = parts
+    teacher = TextUNet.from_pretrained(root / "teacher")
+    src = TwoTimeTextUNet.from_teacher(teacher)
+    with torch.no_grad():
+        for p in src.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    src.save_pretrained(tmp_path / "src")
+    frozen = ["train.lr=1e-30", "ctm.distance=l2", "train.grad_clip=null"]
+    assert run(root, cache, "warm", *frozen, f"init_student={tmp_path / 'src'}") == 0
+    assert run(root, cache, "cold", *frozen) == 0
+    warm, cold = (TwoTimeTextUNet.from_pretrained(root / n / "student").state_dict() for n in ("warm", "cold"))
+    ref = src.state_dict()
+    assert all(torch.allclose(warm[k], ref[k], rtol=1e-6, atol=1e-12) for k in ref)
+    assert not all(torch.allclose(cold[k], ref[k], rtol=1e-6, atol=1e-12) for k in ref)
+
+    other = UNetConfig.from_dict({**UNET_PRESETS["debug"].__dict__, "block_out_channels": (16, 32)})
+    TwoTimeTextUNet.from_teacher(TextUNet.from_config(other)).save_pretrained(tmp_path / "other")
+    assert run(root, cache, "warm_bad", f"init_student={tmp_path / 'other'}") == 2
+    assert run(root, cache, "warm_missing", f"init_student={tmp_path / 'nothing'}") == 2
