@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -231,6 +232,53 @@ def goals_lines(rows: list[dict], guidance: float) -> list[str]:
     return lines + [""]
 
 
+def pool_sets(estimates: list[dict[str, float]], level: float = 0.95) -> dict[str, float]:
+    """Inverse-variance pooling of independent prompt sets' paired differences: each {"diff", "lo", "hi"} gives a
+    standard error (hi − lo) / (2 z); the pooled difference weights each set by 1 / se², with se = (Σ 1/se²)^-½."""
+    if not estimates:
+        raise ValueError("estimates must name at least one prompt set")
+    z = statistics.NormalDist().inv_cdf((1 + level) / 2)
+    se = np.array([(e["hi"] - e["lo"]) / (2 * z) for e in estimates])
+    if np.any(se <= 0):
+        raise ValueError("every prompt set needs an interval of positive width to be weighted")
+    w = 1 / se**2
+    diff = float(np.sum(w * [e["diff"] for e in estimates]) / w.sum())
+    half = z / float(np.sqrt(w.sum()))
+    return {"diff": diff, "lo": diff - half, "hi": diff + half}
+
+
+def pooled_goals_lines(results: list[dict], names: list[str]) -> list[str]:
+    """Markdown: each goals run's CTM rows against the teacher, and their inverse-variance pool over the sets."""
+    head = ["CTM", *names, "pooled over the sets (95 % CI)"]
+    lines = ["## Goals pooled over independent prompt sets", "",
+             "Δ = CTM − teacher in points, mean over attributes (pooled verdicts in brackets); the sets are "
+             "independent held-out prompt draws, pooled by inverse variance (`pool_sets`).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    verdicts = []
+    for steps, gamma in ((1, 0.0), (2, 0.0), (4, 0.0), (4, 0.3)):
+        rows = [next((r for r in res["goals"] if r["sampler"] == "ctm" and r["steps"] == steps and r["γ"] == gamma),
+                     None) for res in results]
+        if any(r is None for r in rows):
+            continue
+        cells, pooled = [], {}
+        for m in ("mean", "pooled"):
+            pooled[m] = pool_sets([r["vs_teacher"][m] for r in rows])
+        for r in rows:
+            d = r["vs_teacher"]
+            cells.append(f"{100 * d['mean']['diff']:+.1f} ({100 * d['pooled']['diff']:+.1f})")
+        pm, pp = pooled["mean"], pooled["pooled"]
+        cells.append(f"{100 * pm['diff']:+.1f} ({100 * pm['lo']:+.1f}, {100 * pm['hi']:+.1f}) "
+                     f"[{100 * pp['diff']:+.1f} ({100 * pp['lo']:+.1f}, {100 * pp['hi']:+.1f})]")
+        lines.append(f"| {steps} step{'s' * (steps > 1)} γ = {gamma} | " + " | ".join(cells) + " |")
+        goal = GOALS.get((steps, gamma))
+        if goal:
+            for m in ("mean", "pooled"):
+                verdicts.append(f"- {goal[0]} ({m}, {len(rows)} sets pooled): Δ {100 * pooled[m]['diff']:+.1f} "
+                                f"points → {goal_verdict(pooled[m], goal[1])}.")
+    teachers = [f"{100 * res['goals'][0]['mean']:.0f} %" for res in results]
+    return lines + ["", "Teacher Heun 40, mean accuracy per set: " + " / ".join(teachers) + ".", "", *verdicts, ""]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(ROOT / "soundctm" / "pretrained" / "synthcaps-tiny"))
@@ -243,7 +291,21 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny random pipeline, 4 prompts (script check only)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "audio_judge"))
     p.add_argument("--note", default=None, help="a provenance line for the markdown")
+    p.add_argument("--pool", nargs="+", metavar="JSON", default=None,
+                   help="pool these --tables goals runs (independent prompt sets) into --out; generates nothing")
     args = p.parse_args(argv)
+    if args.pool:
+        results = [json.loads(Path(f).read_text()) for f in args.pool]
+        if any("goals" not in r for r in results):
+            p.error("--pool needs JSON files written by --tables goals")
+        names = [f"set {r['prompt_seed']} ({r['n_prompts']})" for r in results]
+        lines = ["# SoundCTM goals pooled over prompt sets", "", "From " + ", ".join(f"`{f}`" for f in args.pool)
+                 + ".", "", *pooled_goals_lines(results, names)]
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text("\n".join(lines))
+        print("\n".join(lines))
+        return 0
     tables = set(args.tables.split(","))
     if "students" in tables and not args.candidate:
         p.error("--tables students needs --candidate DIR (an exported student folder)")

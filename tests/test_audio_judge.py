@@ -98,3 +98,21 @@ def test_students_table_pairs_two_students_on_the_same_prompts_and_seeds(bench):
     a = pipe.generate(prompts[0][0], steps=1, seed=0).waveforms
     b = other.generate(prompts[0][0], steps=1, seed=0).waveforms
     assert pipe.student is own and not np.allclose(a, b)
+
+
+def test_pool_sets_is_inverse_variance_weighting(bench):
+    """Two equal sets keep the difference and shrink the interval by √2; a set with half the standard error weighs
+    four times as much; a zero-width interval cannot be weighted."""
+    z = 1.959963984540054
+    one = {"diff": 0.02, "lo": 0.02 - z * 0.01, "hi": 0.02 + z * 0.01}  # se 0.01
+    two = bench.pool_sets([one, one])
+    assert two["diff"] == pytest.approx(0.02)
+    assert two["hi"] - two["diff"] == pytest.approx(z * 0.01 / np.sqrt(2))
+    sharp = {"diff": -0.01, "lo": -0.01 - z * 0.005, "hi": -0.01 + z * 0.005}  # se 0.005: weight 4
+    mixed = bench.pool_sets([one, sharp])
+    assert mixed["diff"] == pytest.approx((0.02 + 4 * -0.01) / 5)
+    assert mixed["hi"] - mixed["diff"] == pytest.approx(z / np.sqrt(1 / 0.01**2 + 1 / 0.005**2))
+    with pytest.raises(ValueError, match="positive width"):
+        bench.pool_sets([one, {"diff": 0.0, "lo": 0.0, "hi": 0.0}])
+    with pytest.raises(ValueError, match="at least one"):
+        bench.pool_sets([])
