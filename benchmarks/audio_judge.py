@@ -189,13 +189,17 @@ def students_table(pipe, candidate, prompts, batch: int) -> tuple[list[dict], li
     head = ["sampler", "steps", "γ", *ATTRS, "mean", "pooled", "Δ mean (95 % CI)", "Δ pooled (95 % CI)"]
     lines = ["## Candidate student minus the pipeline's student, paired over the same prompts and seeds", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        d = r.get("vs_base")
-        ci = [f"{100 * d[m]['diff']:+.1f} ({100 * d[m]['lo']:+.1f}, {100 * d[m]['hi']:+.1f})" if d else "—"
-              for m in ("mean", "pooled")]
-        lines.append("| " + " | ".join([str(r["sampler"]), str(r["steps"]), str(r["γ"])]
-                                       + [fmt(r.get(a)) for a in (*ATTRS, "mean", "pooled")] + ci) + " |")
+    lines += [paired_row(r, "vs_base") for r in rows]
     return rows, lines + [""]
+
+
+def paired_row(r: dict, key: str, extra: tuple[str, ...] = ()) -> str:
+    """A markdown row: sampler, steps, γ, the accuracies, then r[key]'s paired Δ (mean, pooled) with intervals."""
+    d = r.get(key)
+    ci = [f"{100 * d[m]['diff']:+.1f} ({100 * d[m]['lo']:+.1f}, {100 * d[m]['hi']:+.1f})" if d else "—"
+          for m in ("mean", "pooled")]
+    return "| " + " | ".join([str(r["sampler"]), str(r["steps"]), str(r["γ"])]
+                             + [fmt(r.get(a)) for a in (*ATTRS, "mean", "pooled")] + ci + list(extra)) + " |"
 
 
 def goal_verdict(d: dict[str, float], bound: float) -> str:
@@ -214,13 +218,7 @@ def goals_lines(rows: list[dict], guidance: float) -> list[str]:
     lines = [f"## Goals at ω = {guidance}: CTM minus the {rows[0]['steps']}-step teacher, paired over the same "
              "prompts", "", "Δ in points; the interval resamples prompts (2000 paired bootstrap draws).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in rows:
-        d = r.get("vs_teacher")
-        ci = [f"{100 * d[m]['diff']:+.1f} ({100 * d[m]['lo']:+.1f}, {100 * d[m]['hi']:+.1f})" if d else "—"
-              for m in ("mean", "pooled")]
-        lines.append("| " + " | ".join([str(r["sampler"]), str(r["steps"]), str(r["γ"])]
-                                       + [fmt(r.get(a)) for a in (*ATTRS, "mean", "pooled")] + ci
-                                       + [str(r["nfe"])]) + " |")
+    lines += [paired_row(r, "vs_teacher", (str(r["nfe"]),)) for r in rows]
     lines.append("")
     for r in rows:
         goal = GOALS.get((r["steps"], r["γ"])) if r["sampler"] == "ctm" else None
