@@ -134,9 +134,14 @@ def fmt(v) -> str:
     return "—" if v is None else f"{100 * v:.0f}"
 
 
+def md_head(head: list[str]) -> list[str]:
+    """A markdown table's header and rule lines."""
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+
 def table(title: str, rows: list[dict], keys: list[str]) -> list[str]:
     head = keys + [*ATTRS, "mean", "pooled", "NFE", "s"]
-    lines = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [f"## {title}", "", *md_head(head)]
     for r in rows:
         cells = [str(r[k]) for k in keys] + [fmt(r.get(a)) for a in (*ATTRS, "mean", "pooled")] + [str(r["nfe"]),
                                                                                        f"{r['seconds']:.1f}"]
@@ -144,6 +149,7 @@ def table(title: str, rows: list[dict], keys: list[str]) -> list[str]:
     return lines + [""]
 
 
+CTM_ROWS = ((1, 0.0), (2, 0.0), (4, 0.0), (4, 0.3))  # (steps, γ) of the goals and students tables
 GOALS = {(1, 0.0): ("1 step within 5 points of the teacher", -0.05), (4, 0.0): ("4 steps, γ = 0, ≥ teacher", 0.0)}
 
 
@@ -155,7 +161,7 @@ def goals_table(pipe, prompts, batch: int, guidance: float, quick: bool = False)
     rows = [{"sampler": "teacher heun", "steps": steps_t, "γ": "—",
              **evaluate(pipe, prompts, batch, per_clip=teacher_clips, steps=steps_t, sampler="teacher")}]
     print(rows[-1], flush=True)
-    for steps, gamma in ((1, 0.0), (2, 0.0), (4, 0.0), (4, 0.3)):
+    for steps, gamma in CTM_ROWS:
         clips: list = []
         row = {"sampler": "ctm", "steps": steps, "γ": gamma,
                **evaluate(pipe, prompts, batch, per_clip=clips, steps=steps, gamma=gamma)}
@@ -163,9 +169,6 @@ def goals_table(pipe, prompts, batch: int, guidance: float, quick: bool = False)
         rows.append(row)
         print(row, flush=True)
     return rows, goals_lines(rows, guidance)
-
-
-STUDENT_ROWS = ((1, 0.0), (2, 0.0), (4, 0.0), (4, 0.3))
 
 
 def with_student(pipe, student):
@@ -179,7 +182,7 @@ def students_table(pipe, candidate, prompts, batch: int) -> tuple[list[dict], li
     """Two students through the same CTM rows on the same prompts and seeds: each candidate row with its paired
     difference to ``pipe``'s row (to choose between checkpoints without the teacher's cost)."""
     rows = []
-    for steps, gamma in STUDENT_ROWS:
+    for steps, gamma in CTM_ROWS:
         clips: dict[str, list] = {"base": [], "candidate": []}
         for name, p in (("base", pipe), ("candidate", candidate)):
             rows.append({"sampler": f"ctm ({name})", "steps": steps, "γ": gamma,
@@ -188,7 +191,7 @@ def students_table(pipe, candidate, prompts, batch: int) -> tuple[list[dict], li
         print(rows[-2], rows[-1], sep="\n", flush=True)
     head = ["sampler", "steps", "γ", *ATTRS, "mean", "pooled", "Δ mean (95 % CI)", "Δ pooled (95 % CI)"]
     lines = ["## Candidate student minus the pipeline's student, paired over the same prompts and seeds", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             *md_head(head)]
     lines += [paired_row(r, "vs_base") for r in rows]
     return rows, lines + [""]
 
@@ -217,7 +220,7 @@ def goals_lines(rows: list[dict], guidance: float) -> list[str]:
     head = ["sampler", "steps", "γ", *ATTRS, "mean", "pooled", "Δ mean (95 % CI)", "Δ pooled (95 % CI)", "NFE"]
     lines = [f"## Goals at ω = {guidance}: CTM minus the {rows[0]['steps']}-step teacher, paired over the same "
              "prompts", "", "Δ in points; the interval resamples prompts (2000 paired bootstrap draws).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             *md_head(head)]
     lines += [paired_row(r, "vs_teacher", (str(r["nfe"]),)) for r in rows]
     lines.append("")
     for r in rows:
@@ -251,9 +254,9 @@ def pooled_goals_lines(results: list[dict], names: list[str]) -> list[str]:
     lines = ["## Goals pooled over independent prompt sets", "",
              "Δ = CTM − teacher in points, mean over attributes (pooled verdicts in brackets); the sets are "
              "independent held-out prompt draws, pooled by inverse variance (`pool_sets`).", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             *md_head(head)]
     verdicts = []
-    for steps, gamma in ((1, 0.0), (2, 0.0), (4, 0.0), (4, 0.3)):
+    for steps, gamma in CTM_ROWS:
         rows = [next((r for r in res["goals"] if r["sampler"] == "ctm" and r["steps"] == steps and r["γ"] == gamma),
                      None) for res in results]
         if any(r is None for r in rows):

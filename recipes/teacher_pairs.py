@@ -49,18 +49,23 @@ def solve_batch(teacher, data: LatentCacheDataset, caption_index: torch.Tensor, 
                                mask=data.text.mask[caption_index])
 
 
+def save_pairs(pairs: dict[str, torch.Tensor], out: str | os.PathLike, metadata: dict[str, str]) -> None:
+    """Write a pairs file atomically (a temporary file renamed over ``out``)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    save_file({k: v.contiguous() for k, v in pairs.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, out)
+
+
 def merge_pairs(paths: list[str | os.PathLike], out: str | os.PathLike) -> int:
     """Concatenate pairs files (atomically written to ``out``); returns the number of pairs."""
     parts = [load_pairs(path) for path in paths]
     shapes = {tuple(part["x_T"].shape[1:]) for part in parts}
     if len(shapes) != 1:
         raise ValueError(f"pairs files to merge have different latent shapes {sorted(shapes)}")
-    merged = {k: torch.cat([part[k] for part in parts]).contiguous() for k in KEYS}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    save_file(merged, str(tmp), metadata={"merged": ",".join(str(path) for path in paths)})
-    os.replace(tmp, out)
+    merged = {k: torch.cat([part[k] for part in parts]) for k in KEYS}
+    save_pairs(merged, out, {"merged": ",".join(str(path) for path in paths)})
     return len(merged["omega"])
 
 
@@ -119,11 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                          args.sigma_max)
         new = {"x_T": x_T, "x0": x0, "omega": omega, "caption_index": caption_index.long()}
         done = {k: torch.cat([done[k].to(new[k].dtype).reshape(-1, *new[k].shape[1:]), new[k]]) for k in KEYS}
-        tmp = out.with_name(out.name + ".tmp")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in done.items()}, str(tmp),
-                  metadata={"teacher": str(args.teacher), "steps": str(args.steps), "seed": str(args.seed)})
-        os.replace(tmp, out)
+        save_pairs(done, out, {"teacher": str(args.teacher), "steps": str(args.steps), "seed": str(args.seed)})
         bar.update(b)
     bar.close()
     print(f"{len(done['omega'])} pairs in {out}")

@@ -144,12 +144,11 @@ def warm_start(net: TwoTimeTextUNet, student_dir: str) -> TwoTimeTextUNet:
     if not Path(student_dir, "config.json").is_file():
         raise FileNotFoundError(f"init_student {student_dir!r} is not an exported student folder (no config.json)")
     student = TwoTimeTextUNet.from_pretrained(student_dir)
-    mine, theirs = net.state_dict(), student.state_dict()
-    bad = sorted(k for k in mine.keys() | theirs.keys() if k not in mine or k not in theirs
-                 or mine[k].shape != theirs[k].shape)
-    if bad:
-        raise ValueError(f"init_student {student_dir!r} does not match the teacher's architecture "
-                         f"({len(bad)} tensors differ, e.g. {bad[0]!r})")
+    try:  # strict: the same tensor names and shapes as the teacher copy
+        net.load_state_dict(student.state_dict())
+    except RuntimeError as err:
+        detail = " ".join(line.strip() for line in str(err).splitlines()[1:2])
+        raise ValueError(f"init_student {student_dir!r} does not match the teacher's architecture: {detail}") from None
     if student.noise_scale != net.noise_scale:
         raise ValueError(f"init_student {student_dir!r} embeds time with noise_scale {student.noise_scale}, "
                          f"the teacher with {net.noise_scale}")

@@ -89,7 +89,7 @@ def test_students_table_pairs_two_students_on_the_same_prompts_and_seeds(bench):
     rows, lines = bench.students_table(pipe, bench.with_student(pipe, copy.deepcopy(own)), prompts, batch=4)
     assert pipe.student is own
     cand = [r for r in rows if "vs_base" in r]
-    assert [(r["steps"], r["γ"]) for r in cand] == list(bench.STUDENT_ROWS) and len(rows) == 2 * len(cand)
+    assert [(r["steps"], r["γ"]) for r in cand] == list(bench.CTM_ROWS) and len(rows) == 2 * len(cand)
     for r in cand:
         for m in ("mean", "pooled"):
             assert r["vs_base"][m] == {"diff": 0.0, "lo": 0.0, "hi": 0.0}
