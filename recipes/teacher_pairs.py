@@ -4,7 +4,10 @@
         --out cache/teacher_pairs.safetensors --n 2048 [--steps 18] [--batch 32] [--seed 0]
 
 The CTM recipe can add a 1-step term on such pairs (``ctm.pairs_path``): ‖G(x_T, T, σ_min; ω) − x_0‖ in the
-same distance as the CTM loss. Generation is resumable: the file is rewritten atomically after every batch and
+same distance as the CTM loss. ``--path M`` also keeps the states at the interior points of the M-step Karras
+grid the CTM sampler uses (``path [N, M−1, ...]``, ``path_sigma [M−1]``; needs M to divide steps − 1): with them the
+recipe trains the jumps of multistep sampling on the teacher's own trajectory (``ctm.pairs_steps``). Generation is
+resumable: the file is rewritten atomically after every batch and
 a rerun with the same arguments continues after the pairs already there. Processes with different ``--seed`` draw
 different pairs; ``--merge A B ... --out C`` concatenates their files (2 processes of 1 thread each fill this
 2-core CPU better than one of 2 threads).
@@ -27,6 +30,7 @@ from soundctm.nn.unet import TextUNet
 from soundctm.train.tasks import guided_teacher
 
 KEYS = ("x_T", "x0", "omega", "caption_index")
+PATH_KEYS = ("path", "path_sigma")
 
 
 def load_pairs(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -35,18 +39,39 @@ def load_pairs(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     missing = [k for k in KEYS if k not in pairs]
     if missing:
         raise ValueError(f"pairs file {str(path)!r} lacks {missing}: not written by teacher_pairs.py")
+    if ("path" in pairs) != ("path_sigma" in pairs):
+        raise ValueError(f"pairs file {str(path)!r} has only one of {PATH_KEYS}")
     return pairs
+
+
+def path_grid(steps: int, path_steps: int, sigma_min: float, sigma_max: float) -> tuple[list[int], torch.Tensor]:
+    """Indices into ``karras_sigmas(steps)`` of the interior points of the ``path_steps``-step CTM grid
+    ``karras_sigmas(path_steps + 1)``, and those σ; the first needs ``path_steps`` to divide ``steps − 1``."""
+    if path_steps < 1 or (steps - 1) % path_steps:
+        raise ValueError(f"--path must be >= 1 and divide --steps − 1 = {steps - 1}, got {path_steps}")
+    stride = (steps - 1) // path_steps
+    return ([stride * j for j in range(1, path_steps)],
+            schedule.karras_sigmas(path_steps + 1, sigma_min, sigma_max)[1:-1])
 
 
 @torch.no_grad()
 def solve_batch(teacher, data: LatentCacheDataset, caption_index: torch.Tensor, omega: torch.Tensor,
-                x_T: torch.Tensor, steps: int, sigma_data: float, sigma_min: float, sigma_max: float) -> torch.Tensor:
-    """Heun from σ_max to 0 on the Karras grid with the ω-guided teacher, one ω per sample."""
+                x_T: torch.Tensor, steps: int, sigma_data: float, sigma_min: float, sigma_max: float,
+                keep: tuple[int, ...] = ()) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Heun from σ_max to 0 on the Karras grid with the ω-guided teacher, one ω per sample; returns x_0 and the
+    states at the grid indices ``keep`` stacked as ``[B, len(keep), ...]`` (None if ``keep`` is empty)."""
     uncond = data.unconditional
     D = guided_teacher(teacher, sigma_data, "omega", uncond.tokens, uncond.mask)
     sig = schedule.append_zero(schedule.karras_sigmas(steps, sigma_min, sigma_max))
-    return samplers.sample_ode(D, x_T, sig, "heun", omega=omega, tokens=data.text.tokens[caption_index],
-                               mask=data.text.mask[caption_index])
+    kept = {}
+
+    def keep_state(info):
+        if info["i"] + 1 in keep:
+            kept[info["i"] + 1] = info["x"].clone()
+
+    x0 = samplers.sample_ode(D, x_T, sig, "heun", callback=keep_state, omega=omega,
+                             tokens=data.text.tokens[caption_index], mask=data.text.mask[caption_index])
+    return x0, (torch.stack([kept[i] for i in keep], 1) if keep else None)
 
 
 def save_pairs(pairs: dict[str, torch.Tensor], out: str | os.PathLike, metadata: dict[str, str]) -> None:
@@ -64,7 +89,15 @@ def merge_pairs(paths: list[str | os.PathLike], out: str | os.PathLike) -> int:
     shapes = {tuple(part["x_T"].shape[1:]) for part in parts}
     if len(shapes) != 1:
         raise ValueError(f"pairs files to merge have different latent shapes {sorted(shapes)}")
+    with_path = {"path" in part for part in parts}
+    if len(with_path) != 1:
+        raise ValueError("pairs files to merge must all have a path or none")
     merged = {k: torch.cat([part[k] for part in parts]) for k in KEYS}
+    if with_path == {True}:
+        sigmas = [part["path_sigma"] for part in parts]
+        if any(sg.shape != sigmas[0].shape or not torch.allclose(sg, sigmas[0]) for sg in sigmas):
+            raise ValueError("pairs files to merge keep their paths at different σ")
+        merged.update(path=torch.cat([part["path"] for part in parts]), path_sigma=sigmas[0])
     save_pairs(merged, out, {"merged": ",".join(str(path) for path in paths)})
     return len(merged["omega"])
 
@@ -78,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=2048)
     p.add_argument("--steps", type=int, default=18, help="Heun steps (2·steps − 1 guided evaluations)")
     p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--path", type=int, default=0, metavar="M",
+                   help="also keep the states on the M-step CTM grid (M divides steps − 1; 0 = only x_0)")
     p.add_argument("--omega-min", type=float, default=1.0)
     p.add_argument("--omega-max", type=float, default=5.0)
     p.add_argument("--sigma-data", type=float, default=0.5)
@@ -106,11 +141,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"teacher_pairs: need 0 <= --omega-min <= --omega-max, got {args.omega_min}, {args.omega_max}",
               file=sys.stderr)
         return 2
+    keep, path_sigma = [], None
+    if args.path:
+        try:
+            keep, path_sigma = path_grid(args.steps, args.path, args.sigma_min, args.sigma_max)
+        except ValueError as err:
+            print(f"teacher_pairs: {err}", file=sys.stderr)
+            return 2
+    keys = KEYS + ("path",) if args.path else KEYS
     torch.set_num_threads(args.threads)
     data = LatentCacheDataset(args.cache_dir)
     teacher = TextUNet.from_pretrained(args.teacher).eval().requires_grad_(False)
     out = Path(args.out)
-    done = load_pairs(out) if out.is_file() else {k: torch.empty(0) for k in KEYS}
+    done = load_pairs(out) if out.is_file() else {k: torch.empty(0) for k in keys}
+    if out.is_file() and ("path" in done) != bool(args.path):
+        print(f"teacher_pairs: {out} was started {'with' if 'path' in done else 'without'} a --path; resume it with "
+              "the same arguments", file=sys.stderr)
+        return 2
     have = len(done["omega"])
     # every batch's draws depend only on (seed, batch start): a resumed run continues the same sequence
     bar = tqdm(total=args.n, initial=have, desc="teacher pairs", unit="pair")
@@ -120,10 +167,14 @@ def main(argv: list[str] | None = None) -> int:
         caption_index = data.caption_index[torch.randint(0, len(data), (b,), generator=gen)]
         omega = args.omega_min + (args.omega_max - args.omega_min) * torch.rand(b, generator=gen)
         x_T = torch.randn(b, *data.latent(0).shape, generator=gen) * args.sigma_max
-        x0 = solve_batch(teacher, data, caption_index, omega, x_T, args.steps, args.sigma_data, args.sigma_min,
-                         args.sigma_max)
+        x0, path = solve_batch(teacher, data, caption_index, omega, x_T, args.steps, args.sigma_data,
+                               args.sigma_min, args.sigma_max, tuple(keep))
         new = {"x_T": x_T, "x0": x0, "omega": omega, "caption_index": caption_index.long()}
-        done = {k: torch.cat([done[k].to(new[k].dtype).reshape(-1, *new[k].shape[1:]), new[k]]) for k in KEYS}
+        if args.path:
+            new["path"] = path
+        done = {k: torch.cat([done[k].to(new[k].dtype).reshape(-1, *new[k].shape[1:]), new[k]]) for k in keys}
+        if args.path:
+            done["path_sigma"] = path_sigma
         save_pairs(done, out, {"teacher": str(args.teacher), "steps": str(args.steps), "seed": str(args.seed)})
         bar.update(b)
     bar.close()

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from soundctm.config import ConfigError, add_config_args, config_from_args
-from soundctm.core import losses
+from soundctm.core import losses, schedule
 from soundctm.core.precond import CTMPrecond, edm_scalings
 from soundctm.core.utils import append_dims
 from soundctm.data.cache import LatentCacheDataset, whole_batch
@@ -49,6 +49,11 @@ class CTMConfig:
     # the pair term's distance: "" = ctm.distance, or teacher_features / l2 / pseudo_huber (l2 keeps loudness: the
     # feature distance unit-normalises every position, so a uniformly fainter jump costs it little)
     pairs_distance: str = ""
+    # which sampler jumps the pair term trains: per pair, m is drawn uniformly from pairs_steps and one of the m
+    # jumps of the m-step CTM grid (karras_sigmas(m + 1)) is taken on the cached teacher trajectory,
+    # d(G(x_a, σ_a, σ_b; ω), x_b) at σ_b; (1,) = the 1-step jump x_T → x_0 alone; m > 1 needs a pairs file written
+    # with teacher_pairs.py --path M, m dividing M
+    pairs_steps: tuple[int, ...] = (1,)
     sigma_min: float = 0.002
     sigma_max: float = 80.0
 
@@ -117,22 +122,58 @@ def with_gan(base_loss, features, cfg: SoundCTMRecipeConfig, sigma_data: float):
     return loss_fn
 
 
+def path_states(pairs: dict[str, torch.Tensor], c: CTMConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The cached trajectories as states ``[N, M+1, ...]`` at σ ``[M+1]`` = (σ_max, path σ…, σ_min), x_0 standing
+    for the σ_min end as in the 1-step term; checks that every m in ``c.pairs_steps`` divides M."""
+    bad = [m for m in c.pairs_steps if m < 1]
+    if not c.pairs_steps or bad:
+        raise ValueError(f"ctm.pairs_steps must be step counts >= 1, got {c.pairs_steps}")
+    inner = pairs.get("path", pairs["x0"][:, None][:, :0])
+    inner_sigma = pairs.get("path_sigma", torch.zeros(0))
+    M = inner.shape[1] + 1
+    if any(M % m for m in c.pairs_steps):
+        raise ValueError(f"ctm.pairs_steps {c.pairs_steps} need a pairs file whose path is on a grid of a multiple of "
+                         f"each (this file's is {M} steps: write it with teacher_pairs.py --path M)")
+    want = torch.tensor([float(x) for x in schedule.karras_sigmas(M + 1, c.sigma_min, c.sigma_max)[1:-1]])
+    if inner_sigma.shape != want.shape or not torch.allclose(inner_sigma.float(), want, rtol=1e-4):
+        raise ValueError(f"the pairs file's path σ {inner_sigma.tolist()} are not the {M}-step Karras grid between "
+                         f"ctm.sigma_max and ctm.sigma_min")
+    states = torch.cat([pairs["x_T"][:, None], inner, pairs["x0"][:, None]], 1)
+    sigma = torch.cat([torch.tensor([c.sigma_max]), want, torch.tensor([c.sigma_min])])
+    return states, sigma
+
+
+def draw_jumps(n: int, steps: tuple[int, ...], M: int, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random sampler jumps as (start, end) indices on an M-step grid: m uniform over ``steps``, then one of
+    the m consecutive jumps of the m-step grid uniformly."""
+    if tuple(steps) == (1,):  # the 1-step term alone draws nothing more (runs before pairs_steps reproduce)
+        return torch.zeros(n, dtype=torch.long), torch.full((n,), M, dtype=torch.long)
+    m = torch.tensor(steps)[torch.randint(0, len(steps), (n,), generator=rng, device=rng.device).cpu()]
+    a = (torch.rand(n, generator=rng, device=rng.device).cpu() * m).long().clamp(max=m - 1)
+    stride = M // m
+    return a * stride, (a + 1) * stride
+
+
 def with_teacher_pairs(base_loss, pairs: dict[str, torch.Tensor], text, dist, c: CTMConfig):
-    """Add c.pairs_weight · d(G(x_T, σ_max, σ_min; ω), x_0) on c.pairs_batch cached teacher solutions per step,
-    ``dist(a, b, sigma, tokens, mask)`` being the CTM distance at σ_min."""
+    """Add c.pairs_weight · d(G(x_a, σ_a, σ_b; ω), x_b) on c.pairs_batch cached teacher trajectories per step,
+    (a, b) a jump of the m-step CTM sampler (m from ``c.pairs_steps``; (1,) = x_T → x_0) and
+    ``dist(a, b, sigma, tokens, mask)`` the CTM distance at σ_b. ``pairs`` may already hold ``path_states``'
+    result under "states" and "grid"."""
+    states, grid = (pairs["states"], pairs["grid"]) if "states" in pairs else path_states(pairs, c)
+    M = len(grid) - 1
 
     def loss_fn(batch, models, step, rng):
         loss, logs = base_loss(batch, models, step, rng)
         dev = batch["latent"].device
         i = torch.randint(0, len(pairs["omega"]), (c.pairs_batch,), generator=rng, device=dev).cpu()
-        x_T, x0, omega = (pairs[k][i].to(dev) for k in ("x_T", "x0", "omega"))
+        a, b = draw_jumps(len(i), c.pairs_steps, M, rng)
+        x_a, x_b = states[i, a].to(dev), states[i, b].to(dev)
+        omega = pairs["omega"][i].to(dev)
         cap = pairs["caption_index"][i]
         tokens, mask = text.tokens[cap].to(dev), text.mask[cap].to(dev)
-        b = len(i)
-        t = torch.full((b,), c.sigma_max, device=dev)
-        s = torch.full((b,), c.sigma_min, device=dev)
-        out = CTMPrecond(models["net"], c.sigma_data)(x_T, t, s, tokens=tokens, mask=mask, omega=omega)
-        pair_loss = dist(out, x0, s, tokens, mask).mean()
+        t, s = grid[a].to(dev), grid[b].to(dev)
+        out = CTMPrecond(models["net"], c.sigma_data)(x_a, t, s, tokens=tokens, mask=mask, omega=omega)
+        pair_loss = dist(out, x_b, s, tokens, mask).mean()
         logs["train/pairs"] = pair_loss.detach()
         return loss + c.pairs_weight * pair_loss, logs
 
@@ -189,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             if c.pairs_batch < 1 or c.pairs_weight < 0:
                 raise ValueError(f"ctm.pairs_batch must be >= 1 and ctm.pairs_weight >= 0, got {c.pairs_batch}, "
                                  f"{c.pairs_weight}")
+            states, grid = path_states(pairs, c)
+            pairs = {"states": states, "grid": grid, **{k: pairs[k] for k in ("omega", "caption_index")}}
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"train_soundctm: {err}", file=sys.stderr)
         return 2

@@ -138,3 +138,94 @@ def test_init_student_warm_starts_from_an_exported_student(parts, tmp_path):
     TwoTimeTextUNet.from_teacher(TextUNet.from_config(other)).save_pretrained(tmp_path / "other")
     assert run(root, cache, "warm_bad", f"init_student={tmp_path / 'other'}") == 2
     assert run(root, cache, "warm_missing", f"init_student={tmp_path / 'nothing'}") == 2
+
+
+def test_teacher_pairs_path_keeps_the_states_of_the_same_solve_on_the_sampler_grid(parts, tmp_path):
+    """--path M keeps, per pair, the teacher's states at the interior σ of the M-step CTM grid: the same numbers as
+    solving the same ODE only as far as each σ; files with and without a path do not merge; a grid that does not
+    divide steps − 1 exits 2."""
+    root, cache = parts
+    teacher_pairs = load_recipe("teacher_pairs")
+    args = ["--teacher", str(root / "teacher"), "--cache-dir", str(cache), "--steps", "5", "--batch", "3"]
+    assert teacher_pairs.main([*args, "--out", str(tmp_path / "p.safetensors"), "--n", "2", "--path", "4"]) == 0
+    assert teacher_pairs.main([*args, "--out", str(tmp_path / "p.safetensors"), "--n", "4", "--path", "4"]) == 0
+    p = teacher_pairs.load_pairs(tmp_path / "p.safetensors")
+    assert p["path"].shape == (4, 3, *p["x0"].shape[1:])
+    from soundctm.core import samplers, schedule
+    from soundctm.data.cache import LatentCacheDataset
+    from soundctm.train.tasks import guided_teacher
+
+    assert torch.allclose(p["path_sigma"], schedule.karras_sigmas(5, 0.002, 80.0)[1:-1])
+    data = LatentCacheDataset(cache)
+    teacher = TextUNet.from_pretrained(root / "teacher").eval()
+    D = guided_teacher(teacher, 0.5, "omega", data.unconditional.tokens, data.unconditional.mask)
+    grid = schedule.karras_sigmas(5, 0.002, 80.0)
+    cond = {"omega": p["omega"], "tokens": data.text.tokens[p["caption_index"]],
+            "mask": data.text.mask[p["caption_index"]]}
+    with torch.no_grad():
+        for j in range(3):  # state j of the path lies at grid[j + 1]
+            x = samplers.sample_ode(D, p["x_T"], grid[: j + 2], "heun", **cond)
+            assert torch.allclose(p["path"][:, j], x, atol=1e-5)
+            assert not torch.allclose(p["path"][:, j], p["x0"], atol=1e-3)
+    assert teacher_pairs.main([*args, "--out", str(tmp_path / "q.safetensors"), "--n", "2"]) == 0
+    merge = ["--out", str(tmp_path / "m.safetensors"), "--merge"]
+    assert teacher_pairs.main([*merge, str(tmp_path / "p.safetensors"), str(tmp_path / "q.safetensors")]) == 2
+    assert teacher_pairs.main([*merge, str(tmp_path / "p.safetensors"), str(tmp_path / "p.safetensors")]) == 0
+    m = teacher_pairs.load_pairs(tmp_path / "m.safetensors")
+    assert torch.equal(m["path"], torch.cat([p["path"], p["path"]])) and torch.equal(m["path_sigma"], p["path_sigma"])
+    assert teacher_pairs.main([*args, "--out", str(tmp_path / "r.safetensors"), "--n", "2", "--path", "3"]) == 2
+    # a file started without a path is not resumed with one
+    assert teacher_pairs.main([*args, "--out", str(tmp_path / "q.safetensors"), "--n", "4", "--path", "4"]) == 2
+
+
+def test_draw_jumps_are_consecutive_jumps_of_the_chosen_sampler_grids():
+    """Every drawn jump is one step of an m-step grid with m in steps, all of them occur, and (1,) is x_T → x_0
+    without using the generator."""
+    g = torch.Generator().manual_seed(0)
+    a, b = train_soundctm.draw_jumps(4000, (1, 2, 4), 8, g)
+    seen = {(int(x), int(y)) for x, y in zip(a, b)}
+    want = {(0, 8), (0, 4), (4, 8), (0, 2), (2, 4), (4, 6), (6, 8)}
+    assert seen == want
+    assert (b - a == 8).float().mean().item() == pytest.approx(1 / 3, abs=0.04)
+    state = g.get_state()
+    a1, b1 = train_soundctm.draw_jumps(5, (1,), 8, g)
+    assert torch.equal(g.get_state(), state) and a1.eq(0).all() and b1.eq(8).all()
+
+
+def test_path_pairs_term_pulls_the_multistep_jumps_to_the_teacher_states(parts, tmp_path):
+    """With ctm.pairs_steps (2, 4) the pair term alone brings G(x_a, σ_a, σ_b) nearer the teacher's states x_b on
+    the 4-step grid than with the term off; step counts the file's grid does not hold exit 2."""
+    root, cache = parts
+    teacher_pairs = load_recipe("teacher_pairs")
+    args = ["--teacher", str(root / "teacher"), "--cache-dir", str(cache), "--steps", "5", "--batch", "4"]
+    f = tmp_path / "p.safetensors"
+    assert teacher_pairs.main([*args, "--out", str(f), "--n", "8", "--path", "4"]) == 0
+    p = teacher_pairs.load_pairs(f)
+    from soundctm.core.precond import CTMPrecond
+    from soundctm.data.cache import LatentCacheDataset
+
+    text = LatentCacheDataset(cache).text
+    states = torch.cat([p["x_T"][:, None], p["path"], p["x0"][:, None]], 1)
+    grid = torch.cat([torch.tensor([80.0]), p["path_sigma"], torch.tensor([0.002])])
+
+    def jump_error(student_dir):
+        net = TwoTimeTextUNet.from_pretrained(student_dir).eval()
+        cond = {"tokens": text.tokens[p["caption_index"]], "mask": text.mask[p["caption_index"]],
+                "omega": p["omega"]}
+        err = 0.0
+        with torch.no_grad():
+            for j in range(1, 3):  # the two inner jumps of the 4-step sampler
+                out = CTMPrecond(net, 0.5)(states[:, j], grid[j].expand(8), grid[j + 1].expand(8), **cond)
+                err += ((out - states[:, j + 1]) ** 2).mean().item()
+        return err
+
+    common = [f"ctm.pairs_path={f}", "ctm.distance=l2", "ctm.pairs_batch=8", "train.steps=40",
+              "train.ckpt_every=40", "train.lr=3e-3", "train.grad_clip=null", "train.ema_decays=[0.5]",
+              "ctm.dsm_weight=0", "ctm.pairs_steps=[2,4]"]
+    assert run(root, cache, "path0", *common, "ctm.pairs_weight=0") == 0
+    assert run(root, cache, "path", *common, "ctm.pairs_weight=10") == 0
+    assert jump_error(root / "path" / "student") < 0.85 * jump_error(root / "path0" / "student")
+    assert run(root, cache, "path_bad", *common, "ctm.pairs_steps=[3]") == 2
+    assert run(root, cache, "path_bad2", *common, "ctm.pairs_steps=[]") == 2
+    assert teacher_pairs.main([*args, "--out", str(tmp_path / "q.safetensors"), "--n", "4"]) == 0
+    assert run(root, cache, "path_bad3", *common[1:], f"ctm.pairs_path={tmp_path / 'q.safetensors'}") == 2
