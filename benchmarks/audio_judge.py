@@ -248,34 +248,57 @@ def pool_sets(estimates: list[dict[str, float]], level: float = 0.95) -> dict[st
     return {"diff": diff, "lo": diff - half, "hi": diff + half}
 
 
-def pooled_goals_lines(results: list[dict], names: list[str]) -> list[str]:
-    """Markdown: each goals run's CTM rows against the teacher, and their inverse-variance pool over the sets."""
+POOL_KINDS = {  # what --pool reads from each kind of run: its rows, the CTM rows' name and their paired difference
+    "goals": (lambda res: res["goals"], "ctm", "vs_teacher", "CTM − teacher", "Goals"),
+    "students": (lambda res: res["students"]["rows"], "ctm (candidate)", "vs_base",
+                 "candidate − the pipeline's student", "Candidate student"),
+}
+
+
+def run_kind(res: dict) -> str:
+    """Which table a benchmark JSON holds: "goals" or "students" (ValueError otherwise)."""
+    kinds = [k for k in POOL_KINDS if k in res]
+    if len(kinds) != 1:
+        raise ValueError("--pool needs JSON files written by --tables goals or by --tables students")
+    return kinds[0]
+
+
+def pooled_lines(results: list[dict], names: list[str]) -> list[str]:
+    """Markdown: each run's CTM rows as paired differences (to the teacher for goals runs, to the pipeline's student
+    for students runs), and their inverse-variance pool over the independent prompt sets."""
+    kinds = {run_kind(res) for res in results}
+    if len(kinds) != 1:
+        raise ValueError("--pool cannot mix goals and students runs")
+    kind = kinds.pop()
+    rows_of, sampler, key, what, title = POOL_KINDS[kind]
     head = ["CTM", *names, "pooled over the sets (95 % CI)"]
-    lines = ["## Goals pooled over independent prompt sets", "",
-             "Δ = CTM − teacher in points, mean over attributes (pooled verdicts in brackets); the sets are "
+    lines = [f"## {title} pooled over independent prompt sets", "",
+             f"Δ = {what} in points, mean over attributes (pooled verdicts in brackets); the sets are "
              "independent held-out prompt draws, pooled by inverse variance (`pool_sets`).", "",
              *md_head(head)]
     verdicts = []
     for steps, gamma in CTM_ROWS:
-        rows = [next((r for r in res["goals"] if r["sampler"] == "ctm" and r["steps"] == steps and r["γ"] == gamma),
-                     None) for res in results]
+        rows = [next((r for r in rows_of(res) if r["sampler"] == sampler and r["steps"] == steps
+                      and r["γ"] == gamma), None) for res in results]
         if any(r is None for r in rows):
             continue
         cells, pooled = [], {}
         for m in ("mean", "pooled"):
-            pooled[m] = pool_sets([r["vs_teacher"][m] for r in rows])
+            pooled[m] = pool_sets([r[key][m] for r in rows])
         for r in rows:
-            d = r["vs_teacher"]
+            d = r[key]
             cells.append(f"{100 * d['mean']['diff']:+.1f} ({100 * d['pooled']['diff']:+.1f})")
         pm, pp = pooled["mean"], pooled["pooled"]
         cells.append(f"{100 * pm['diff']:+.1f} ({100 * pm['lo']:+.1f}, {100 * pm['hi']:+.1f}) "
                      f"[{100 * pp['diff']:+.1f} ({100 * pp['lo']:+.1f}, {100 * pp['hi']:+.1f})]")
         lines.append(f"| {steps} step{'s' * (steps > 1)} γ = {gamma} | " + " | ".join(cells) + " |")
-        goal = GOALS.get((steps, gamma))
+        goal = GOALS.get((steps, gamma)) if kind == "goals" else None
         if goal:
             for m in ("mean", "pooled"):
                 verdicts.append(f"- {goal[0]} ({m}, {len(rows)} sets pooled): Δ {100 * pooled[m]['diff']:+.1f} "
                                 f"points → {goal_verdict(pooled[m], goal[1])}.")
+    if kind == "students":
+        return lines + ["", f"Candidate: `{results[0]['students']['candidate']}`.", ""]
     teachers = [f"{100 * res['goals'][0]['mean']:.0f} %" for res in results]
     return lines + ["", "Teacher Heun 40, mean accuracy per set: " + " / ".join(teachers) + ".", "", *verdicts, ""]
 
@@ -293,15 +316,19 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "audio_judge"))
     p.add_argument("--note", default=None, help="a provenance line for the markdown")
     p.add_argument("--pool", nargs="+", metavar="JSON", default=None,
-                   help="pool these --tables goals runs (independent prompt sets) into --out; generates nothing")
+                   help="pool these --tables goals (or --tables students) runs on independent prompt sets into --out; "
+                        "generates nothing")
     args = p.parse_args(argv)
     if args.pool:
         results = [json.loads(Path(f).read_text()) for f in args.pool]
-        if any("goals" not in r for r in results):
-            p.error("--pool needs JSON files written by --tables goals")
-        names = [f"set {r['prompt_seed']} ({r['n_prompts']})" for r in results]
-        lines = ["# SoundCTM goals pooled over prompt sets", "", "From " + ", ".join(f"`{f}`" for f in args.pool)
-                 + ".", "", *pooled_goals_lines(results, names)]
+        names = [f"set {r.get('prompt_seed')} ({r.get('n_prompts')})" for r in results]
+        try:
+            body = pooled_lines(results, names)
+        except ValueError as err:
+            p.error(str(err))
+        title = "goals" if run_kind(results[0]) == "goals" else "candidate student"
+        lines = [f"# SoundCTM {title} pooled over prompt sets", "",
+                 "From " + ", ".join(f"`{f}`" for f in args.pool) + ".", "", *body]
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".md").write_text("\n".join(lines))

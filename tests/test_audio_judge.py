@@ -116,3 +116,34 @@ def test_pool_sets_is_inverse_variance_weighting(bench):
         bench.pool_sets([one, {"diff": 0.0, "lo": 0.0, "hi": 0.0}])
     with pytest.raises(ValueError, match="at least one"):
         bench.pool_sets([])
+
+
+def test_pool_reads_students_runs_and_refuses_mixed_kinds(bench):
+    """--pool on students runs pools the candidate rows' paired differences to the pipeline's student (the same
+    inverse-variance weights as for goals) and names the candidate; goals and students runs do not mix."""
+    z = 1.959963984540054
+
+    def est(diff, se):
+        return {"diff": diff, "lo": diff - z * se, "hi": diff + z * se}
+
+    def students_run(diff, se):
+        rows = []
+        for steps, gamma in bench.CTM_ROWS:
+            rows.append({"sampler": "ctm (base)", "steps": steps, "γ": gamma})
+            rows.append({"sampler": "ctm (candidate)", "steps": steps, "γ": gamma,
+                         "vs_base": {"mean": est(diff, se), "pooled": est(diff / 2, se)}})
+        return {"prompt_seed": 0, "n_prompts": 8, "students": {"candidate": "runs/x/student", "rows": rows}}
+
+    runs = [students_run(0.02, 0.01), students_run(-0.01, 0.005)]
+    lines = bench.pooled_lines(runs, ["a", "b"])
+    pooled = (0.02 + 4 * -0.01) / 5
+    row = next(line for line in lines if line.startswith("| 4 steps γ = 0.0 |"))
+    assert f"{100 * pooled:+.1f} (" in row.split("|")[-2]
+    assert "+2.0 (+1.0)" in row and "-1.0 (-0.5)" in row
+    assert any("runs/x/student" in line for line in lines)
+    assert not any("goal" in line.lower() and "→" in line for line in lines)
+    goals = {"prompt_seed": 1, "n_prompts": 8, "goals": []}
+    with pytest.raises(ValueError, match="mix"):
+        bench.pooled_lines([runs[0], goals], ["a", "b"])
+    with pytest.raises(ValueError, match="goals or by --tables students"):
+        bench.pooled_lines([{"prompt_seed": 0}], ["a"])
