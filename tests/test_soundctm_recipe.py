@@ -229,3 +229,28 @@ def test_path_pairs_term_pulls_the_multistep_jumps_to_the_teacher_states(parts, 
     assert run(root, cache, "path_bad2", *common, "ctm.pairs_steps=[]") == 2
     assert teacher_pairs.main([*args, "--out", str(tmp_path / "q.safetensors"), "--n", "4"]) == 0
     assert run(root, cache, "path_bad3", *common[1:], f"ctm.pairs_path={tmp_path / 'q.safetensors'}") == 2
+
+
+def test_average_students_is_the_elementwise_mean_and_refuses_other_architectures(parts, tmp_path):
+    """Two students average to the elementwise mean of their weights (one student to itself); a student of another
+    architecture or a folder without config.json exits 2."""
+    root, _ = parts
+    avg = load_recipe("average_students")
+    teacher = TextUNet.from_pretrained(root / "teacher")
+    a, b = TwoTimeTextUNet.from_teacher(teacher), TwoTimeTextUNet.from_teacher(teacher)
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(torch.randn_like(p))
+    a.save_pretrained(tmp_path / "a")
+    b.save_pretrained(tmp_path / "b")
+    assert avg.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "ab")]) == 0
+    ab = TwoTimeTextUNet.from_pretrained(tmp_path / "ab").state_dict()
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.allclose(ab[k], (sa[k] + sb[k]) / 2, atol=1e-6) for k in sa if sa[k].is_floating_point())
+    assert not torch.allclose(ab["unet.conv_in.weight"], sa["unet.conv_in.weight"])
+    one = avg.average_students([tmp_path / "a"]).state_dict()
+    assert all(torch.equal(one[k], sa[k]) for k in sa)
+    big = UNetConfig.from_dict({**UNET_PRESETS["debug"].__dict__, "block_out_channels": [16, 32]})
+    TwoTimeTextUNet.from_teacher(TextUNet.from_config(big)).save_pretrained(tmp_path / "big")
+    assert avg.main([str(tmp_path / "a"), str(tmp_path / "big"), "--out", str(tmp_path / "x")]) == 2
+    assert avg.main([str(tmp_path / "a"), str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2

@@ -1,0 +1,59 @@
+"""Average the weights of exported students fine-tuned from the same start (a uniform "model soup").
+
+    python recipes/average_students.py runs/stage6a/student runs/stage6b/student --out runs/soup6/student
+
+Students of one architecture only (same tensor names and shapes, same time embedding); integer buffers are taken
+from the first. The result is an exported student folder (config.json + model.safetensors + provenance.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from soundctm.nn.unet import TwoTimeTextUNet
+
+
+def average_students(dirs: list[str | Path]) -> TwoTimeTextUNet:
+    """The first student with every floating-point tensor replaced by the mean over ``dirs``."""
+    if not dirs:
+        raise ValueError("name at least one student folder")
+    for d in dirs:
+        if not Path(d, "config.json").is_file():
+            raise FileNotFoundError(f"{str(d)!r} is not an exported student folder (no config.json)")
+    students = [TwoTimeTextUNet.from_pretrained(d) for d in dirs]
+    first = students[0]
+    states = [s.state_dict() for s in students]
+    for d, s, state in zip(dirs[1:], students[1:], states[1:]):
+        shapes = {k: tuple(v.shape) for k, v in state.items()}
+        if shapes != {k: tuple(v.shape) for k, v in states[0].items()} or s.noise_scale != first.noise_scale:
+            raise ValueError(f"student {str(d)!r} has another architecture than {str(dirs[0])!r}")
+    mean = {k: torch.stack([st[k] for st in states]).mean(0) if v.is_floating_point() else v
+            for k, v in states[0].items()}
+    first.load_state_dict(mean)
+    return first
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="average_students", description=__doc__.splitlines()[0])
+    p.add_argument("students", nargs="+", help="exported student folders")
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    try:
+        avg = average_students(args.students)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"average_students: {err}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    avg.save_pretrained(out)
+    (out / "provenance.json").write_text(json.dumps({"average_of": args.students}, indent=2))
+    print(f"average of {len(args.students)} students in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
