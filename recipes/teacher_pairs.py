@@ -47,8 +47,8 @@ def load_pairs(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 def path_grid(steps: int, path_steps: int, sigma_min: float, sigma_max: float) -> tuple[list[int], torch.Tensor]:
     """Indices into ``karras_sigmas(steps)`` of the interior points of the ``path_steps``-step CTM grid
     ``karras_sigmas(path_steps + 1)``, and those σ; the first needs ``path_steps`` to divide ``steps − 1``."""
-    if path_steps < 1 or (steps - 1) % path_steps:
-        raise ValueError(f"--path must be >= 1 and divide --steps − 1 = {steps - 1}, got {path_steps}")
+    if path_steps < 2 or (steps - 1) % path_steps:
+        raise ValueError(f"--path must be 0 (off) or >= 2 and divide --steps − 1 = {steps - 1}, got {path_steps}")
     stride = (steps - 1) // path_steps
     return ([stride * j for j in range(1, path_steps)],
             schedule.karras_sigmas(path_steps + 1, sigma_min, sigma_max)[1:-1])
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=18, help="Heun steps (2·steps − 1 guided evaluations)")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--path", type=int, default=0, metavar="M",
-                   help="also keep the states on the M-step CTM grid (M divides steps − 1; 0 = only x_0)")
+                   help="also keep the states on the M-step CTM grid (M >= 2 divides steps − 1; 0 = only x_0)")
     p.add_argument("--omega-min", type=float, default=1.0)
     p.add_argument("--omega-max", type=float, default=5.0)
     p.add_argument("--sigma-data", type=float, default=0.5)
@@ -154,10 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     teacher = TextUNet.from_pretrained(args.teacher).eval().requires_grad_(False)
     out = Path(args.out)
     done = load_pairs(out) if out.is_file() else {k: torch.empty(0) for k in keys}
-    if out.is_file() and ("path" in done) != bool(args.path):
-        print(f"teacher_pairs: {out} was started {'with' if 'path' in done else 'without'} a --path; resume it with "
-              "the same arguments", file=sys.stderr)
-        return 2
+    if out.is_file():
+        had = len(done["path_sigma"]) + 1 if "path" in done else 0
+        if had != args.path:
+            print(f"teacher_pairs: {out} was started with --path {had}; resume it with the same arguments",
+                  file=sys.stderr)
+            return 2
     have = len(done["omega"])
     # every batch's draws depend only on (seed, batch start): a resumed run continues the same sequence
     bar = tqdm(total=args.n, initial=have, desc="teacher pairs", unit="pair")

@@ -174,8 +174,11 @@ def test_teacher_pairs_path_keeps_the_states_of_the_same_solve_on_the_sampler_gr
     m = teacher_pairs.load_pairs(tmp_path / "m.safetensors")
     assert torch.equal(m["path"], torch.cat([p["path"], p["path"]])) and torch.equal(m["path_sigma"], p["path_sigma"])
     assert teacher_pairs.main([*args, "--out", str(tmp_path / "r.safetensors"), "--n", "2", "--path", "3"]) == 2
-    # a file started without a path is not resumed with one
+    assert teacher_pairs.main([*args, "--out", str(tmp_path / "r.safetensors"), "--n", "2", "--path", "1"]) == 2
+    # a file is resumed only with the --path it was started with
     assert teacher_pairs.main([*args, "--out", str(tmp_path / "q.safetensors"), "--n", "4", "--path", "4"]) == 2
+    assert teacher_pairs.main([*args, "--out", str(tmp_path / "p.safetensors"), "--n", "6", "--path", "2"]) == 2
+    assert len(teacher_pairs.load_pairs(tmp_path / "p.safetensors")["omega"]) == 4
 
 
 def test_draw_jumps_are_consecutive_jumps_of_the_chosen_sampler_grids():
