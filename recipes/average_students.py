@@ -28,9 +28,9 @@ def average_students(dirs: list[str | Path]) -> TwoTimeTextUNet:
     students = [TwoTimeTextUNet.from_pretrained(d) for d in dirs]
     first = students[0]
     states = [s.state_dict() for s in students]
+    shapes = {k: v.shape for k, v in states[0].items()}
     for d, s, state in zip(dirs[1:], students[1:], states[1:]):
-        shapes = {k: tuple(v.shape) for k, v in state.items()}
-        if shapes != {k: tuple(v.shape) for k, v in states[0].items()} or s.noise_scale != first.noise_scale:
+        if {k: v.shape for k, v in state.items()} != shapes or s.noise_scale != first.noise_scale:
             raise ValueError(f"student {str(d)!r} has another architecture than {str(dirs[0])!r}")
     mean = {k: torch.stack([st[k] for st in states]).mean(0) if v.is_floating_point() else v
             for k, v in states[0].items()}

@@ -45,13 +45,12 @@ def load_pairs(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def path_grid(steps: int, path_steps: int, sigma_min: float, sigma_max: float) -> tuple[list[int], torch.Tensor]:
-    """Indices into ``karras_sigmas(steps)`` of the interior points of the ``path_steps``-step CTM grid
-    ``karras_sigmas(path_steps + 1)``, and those σ; the first needs ``path_steps`` to divide ``steps − 1``."""
+    """Indices into the solve's grid ``karras_sigmas(steps)`` of the interior points of the ``path_steps``-step CTM
+    grid ``karras_sigmas(path_steps + 1)`` (the same σ when ``path_steps`` divides ``steps − 1``), and their σ."""
     if path_steps < 2 or (steps - 1) % path_steps:
         raise ValueError(f"--path must be 0 (off) or >= 2 and divide --steps − 1 = {steps - 1}, got {path_steps}")
-    stride = (steps - 1) // path_steps
-    return ([stride * j for j in range(1, path_steps)],
-            schedule.karras_sigmas(path_steps + 1, sigma_min, sigma_max)[1:-1])
+    keep = [(steps - 1) // path_steps * j for j in range(1, path_steps)]
+    return keep, schedule.karras_sigmas(steps, sigma_min, sigma_max)[keep]
 
 
 @torch.no_grad()

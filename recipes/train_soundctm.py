@@ -134,7 +134,7 @@ def path_states(pairs: dict[str, torch.Tensor], c: CTMConfig) -> tuple[torch.Ten
     if any(M % m for m in c.pairs_steps):
         raise ValueError(f"ctm.pairs_steps {c.pairs_steps} need a pairs file whose path is on a grid of a multiple of "
                          f"each (this file's is {M} steps: write it with teacher_pairs.py --path M)")
-    want = torch.tensor([float(x) for x in schedule.karras_sigmas(M + 1, c.sigma_min, c.sigma_max)[1:-1]])
+    want = schedule.karras_sigmas(M + 1, c.sigma_min, c.sigma_max)[1:-1]
     if inner_sigma.shape != want.shape or not torch.allclose(inner_sigma.float(), want, rtol=1e-4):
         raise ValueError(f"the pairs file's path σ {inner_sigma.tolist()} are not the {M}-step Karras grid between "
                          f"ctm.sigma_max and ctm.sigma_min")
@@ -157,9 +157,9 @@ def draw_jumps(n: int, steps: tuple[int, ...], M: int, rng: torch.Generator) -> 
 def with_teacher_pairs(base_loss, pairs: dict[str, torch.Tensor], text, dist, c: CTMConfig):
     """Add c.pairs_weight · d(G(x_a, σ_a, σ_b; ω), x_b) on c.pairs_batch cached teacher trajectories per step,
     (a, b) a jump of the m-step CTM sampler (m from ``c.pairs_steps``; (1,) = x_T → x_0) and
-    ``dist(a, b, sigma, tokens, mask)`` the CTM distance at σ_b. ``pairs`` may already hold ``path_states``'
-    result under "states" and "grid"."""
-    states, grid = (pairs["states"], pairs["grid"]) if "states" in pairs else path_states(pairs, c)
+    ``dist(a, b, sigma, tokens, mask)`` the CTM distance at σ_b. ``pairs`` holds ``path_states``' result as
+    "states" and "grid" beside the pairs' "omega" and "caption_index"."""
+    states, grid = pairs["states"], pairs["grid"]
     M = len(grid) - 1
 
     def loss_fn(batch, models, step, rng):
