@@ -235,8 +235,9 @@ def test_path_pairs_term_pulls_the_multistep_jumps_to_the_teacher_states(parts, 
 
 
 def test_average_students_is_the_elementwise_mean_and_refuses_other_architectures(parts, tmp_path):
-    """Two students average to the elementwise mean of their weights (one student to itself); a student of another
-    architecture or a folder without config.json exits 2."""
+    """Two students average to the elementwise mean of their weights (one student to itself), --weights -1 2 to
+    2b − a; weights of the wrong count, not summing to 1 or not finite, a student of another architecture or a
+    folder without config.json exit 2."""
     root, _ = parts
     avg = load_recipe("average_students")
     teacher = TextUNet.from_pretrained(root / "teacher")
@@ -253,6 +254,13 @@ def test_average_students_is_the_elementwise_mean_and_refuses_other_architecture
     assert not torch.allclose(ab["unet.conv_in.weight"], sa["unet.conv_in.weight"])
     one = avg.average_students([tmp_path / "a"]).state_dict()
     assert all(torch.equal(one[k], sa[k]) for k in sa)
+    ab_dirs = [str(tmp_path / "a"), str(tmp_path / "b")]
+    assert avg.main([*ab_dirs, "--weights", "-1", "2", "--out", str(tmp_path / "x2")]) == 0
+    x2 = TwoTimeTextUNet.from_pretrained(tmp_path / "x2").state_dict()
+    assert all(torch.allclose(x2[k], 2 * sb[k] - sa[k], atol=1e-5) for k in sa if sa[k].is_floating_point())
+    for bad in (["0.5"], ["0.5", "0.6"], ["nan", "1"]):
+        assert avg.main([*ab_dirs, "--weights", *bad, "--out", str(tmp_path / "y")]) == 2
+    assert not (tmp_path / "y").exists()
     big = UNetConfig.from_dict({**UNET_PRESETS["debug"].__dict__, "block_out_channels": [16, 32]})
     TwoTimeTextUNet.from_teacher(TextUNet.from_config(big)).save_pretrained(tmp_path / "big")
     assert avg.main([str(tmp_path / "a"), str(tmp_path / "big"), "--out", str(tmp_path / "x")]) == 2
