@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args.out)
     avg.save_pretrained(out)
-    (out / "provenance.json").write_text(json.dumps({"average_of": args.students, "weights": args.weights}, indent=2))
+    sources = [Path(d, "provenance.json") for d in args.students]
+    provenance = {"average_of": args.students, "weights": args.weights,
+                  "sources": [json.loads(f.read_text()) if f.is_file() else None for f in sources]}
+    (out / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
     print(f"average of {len(args.students)} students in {out}")
     return 0
 
