@@ -326,7 +326,7 @@ def main(argv=None) -> int:
             body = pooled_lines(results, names)
         except ValueError as err:
             p.error(str(err))
-        title = "goals" if run_kind(results[0]) == "goals" else "candidate student"
+        title = POOL_KINDS[run_kind(results[0])][4].lower()
         lines = [f"# SoundCTM {title} pooled over prompt sets", "",
                  "From " + ", ".join(f"`{f}`" for f in args.pool) + ".", "", *body]
         out = Path(args.out)

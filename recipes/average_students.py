@@ -45,7 +45,7 @@ def average_students(dirs: list[str | Path], weights: list[float] | None = None)
             raise ValueError(f"student {str(d)!r} has another architecture than {str(dirs[0])!r}")
     w = torch.tensor(weights, dtype=torch.float64)
     averaged = {k: torch.einsum("n,n...->...", w, torch.stack([st[k].double() for st in states])).to(v.dtype)
-            if v.is_floating_point() else v for k, v in states[0].items()}
+                if v.is_floating_point() else v for k, v in states[0].items()}
     first.load_state_dict(averaged)
     return first
 

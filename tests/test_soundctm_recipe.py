@@ -259,11 +259,11 @@ def test_average_students_is_the_elementwise_mean_and_refuses_other_architecture
     ab_dirs = [str(tmp_path / "a"), str(tmp_path / "b")]
     assert avg.main([*ab_dirs, "--weights", "-1", "2", "--out", str(tmp_path / "x2")]) == 0
     x2 = TwoTimeTextUNet.from_pretrained(tmp_path / "x2").state_dict()
+    assert all(torch.allclose(x2[k], 2 * sb[k] - sa[k], atol=1e-5) for k in sa if sa[k].is_floating_point())
     (tmp_path / "a" / "provenance.json").write_text('{"step": 600}')
     assert avg.main([*ab_dirs, "--out", str(tmp_path / "ab2")]) == 0
     prov = json.loads((tmp_path / "ab2" / "provenance.json").read_text())
     assert prov["average_of"] == ab_dirs and prov["sources"] == [{"step": 600}, None]
-    assert all(torch.allclose(x2[k], 2 * sb[k] - sa[k], atol=1e-5) for k in sa if sa[k].is_floating_point())
     for bad in (["0.5"], ["0.5", "0.6"], ["nan", "1"]):
         assert avg.main([*ab_dirs, "--weights", *bad, "--out", str(tmp_path / "y")]) == 2
     assert not (tmp_path / "y").exists()
