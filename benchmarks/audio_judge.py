@@ -10,7 +10,9 @@ Tables (markdown + JSON under benchmarks/results/):
 - goals: the two SoundCTM goals read paired: the 40-step teacher, CTM 1 / 2 / 4 steps, each CTM row with its
   difference to the teacher and a 95 % paired-bootstrap interval over prompts (use ≥ 500 prompts: with 144, the
   sweep attribute has about 10 prompts and one of them moves the mean by 2 points), e.g.
-  ``--n-prompts 576 --tables goals --out benchmarks/results/audio_judge_goals``.
+  ``--n-prompts 576 --tables goals --out benchmarks/results/audio_judge_goals``. The teacher row's verdicts are
+  kept under ``cache/audio_judge/`` (``--teacher-cache``), so judging the next student on the same set skips the
+  teacher: about 4 minutes per 576-prompt set instead of 23 on this CPU.
 Prompts: the SynthCaps "heldout" split (unseen clips of seen attribute combinations), one fixed seed per prompt.
 """
 
@@ -18,7 +20,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
+import hashlib
 import json
+import os
 import statistics
 import sys
 import time
@@ -117,6 +122,45 @@ def evaluate(pipe, prompts, batch: int, per_clip: list | None = None, **kw) -> d
     return {**accuracy_row(pool_verdicts(clips)), "nfe": nfe, "seconds": time.perf_counter() - t0}
 
 
+def teacher_key(pipe, prompts, batch: int, **kw) -> str:
+    """A digest of everything a teacher row's verdicts depend on: the teacher, VAE, vocoder and text-encoder weights,
+    the pipeline config, the prompts and their seeds (batch), the sampler arguments and the torch version. The
+    student is left out on purpose: the teacher sampler never calls it."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"config": dataclasses.asdict(pipe.config), "prompts": prompts, "batch": batch, "kw": kw,
+                         "torch": torch.__version__}, sort_keys=True, default=str).encode())
+    for name in ("teacher", "vae", "vocoder", "text_encoder"):
+        module = getattr(pipe, name, None)
+        h.update(f"<{name}:{type(module).__name__}>".encode())
+        for k, v in (module.state_dict() if hasattr(module, "state_dict") else {}).items():
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def evaluate_teacher(pipe, prompts, batch: int, per_clip: list, cache_dir: str | Path | None = None, **kw) -> dict:
+    """``evaluate(..., sampler="teacher")``, its row and per-clip verdicts kept in ``cache_dir`` under
+    ``teacher_key``: the teacher is most of a goals run's cost (158 of its 169 network evaluations per prompt) and
+    does not change between the student candidates judged against it. ``cache_dir=None`` always generates."""
+    kw = {**kw, "sampler": "teacher"}
+    if cache_dir is None:
+        return evaluate(pipe, prompts, batch, per_clip=per_clip, **kw)
+    path = Path(cache_dir) / f"teacher-{teacher_key(pipe, prompts, batch, **kw)[:32]}.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        per_clip += saved["clips"]
+        print(f"teacher verdicts from {path}", flush=True)
+        return {**saved["row"], "cached": True}
+    clips: list = []
+    row = evaluate(pipe, prompts, batch, per_clip=clips, **kw)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"row": row, "clips": clips}))
+    os.replace(tmp, path)  # a reader never sees half a file
+    per_clip += clips
+    return row
+
+
 def attribute_counts(prompts) -> dict[str, int]:
     """How many prompts each attribute is judged on (the judge skips attributes a prompt does not set)."""
     from soundctm.data.synthcaps_measure import judge_measurement, measure
@@ -153,13 +197,15 @@ CTM_ROWS = ((1, 0.0), (2, 0.0), (4, 0.0), (4, 0.3))  # (steps, γ) of the goals 
 GOALS = {(1, 0.0): ("1 step within 5 points of the teacher", -0.05), (4, 0.0): ("4 steps, γ = 0, ≥ teacher", 0.0)}
 
 
-def goals_table(pipe, prompts, batch: int, guidance: float, quick: bool = False) -> tuple[list[dict], list[str]]:
+def goals_table(pipe, prompts, batch: int, guidance: float, quick: bool = False,
+                teacher_cache: str | Path | None = None) -> tuple[list[dict], list[str]]:
     """The SoundCTM goals, paired: the 40-step teacher and CTM rows on the same prompts and seeds, each CTM row with
-    its difference to the teacher (mean over attributes and pooled) and a 95 % paired-bootstrap interval."""
+    its difference to the teacher (mean over attributes and pooled) and a 95 % paired-bootstrap interval. The
+    teacher's verdicts come from ``teacher_cache`` when it holds them (see ``evaluate_teacher``)."""
     steps_t = 2 if quick else 40
     teacher_clips: list = []
     rows = [{"sampler": "teacher heun", "steps": steps_t, "γ": "—",
-             **evaluate(pipe, prompts, batch, per_clip=teacher_clips, steps=steps_t, sampler="teacher")}]
+             **evaluate_teacher(pipe, prompts, batch, teacher_clips, teacher_cache, steps=steps_t)}]
     print(rows[-1], flush=True)
     for steps, gamma in CTM_ROWS:
         clips: list = []
@@ -314,6 +360,10 @@ def main(argv=None) -> int:
     p.add_argument("--prompt-seed", type=int, default=0, help="which held-out prompt set (0 = the reported one)")
     p.add_argument("--quick", action="store_true", help="tiny random pipeline, 4 prompts (script check only)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "audio_judge"))
+    p.add_argument("--teacher-cache", default=str(ROOT / "cache" / "audio_judge"), metavar="DIR",
+                   help="keep the goals table's teacher verdicts here, keyed by a digest of the teacher, VAE, vocoder, "
+                        "text encoder, config and prompts, so the next candidate skips the teacher")
+    p.add_argument("--no-teacher-cache", action="store_true", help="always generate the teacher's row")
     p.add_argument("--note", default=None, help="a provenance line for the markdown")
     p.add_argument("--pool", nargs="+", metavar="JSON", default=None,
                    help="pool these --tables goals (or --tables students) runs on independent prompt sets into --out; "
@@ -384,7 +434,8 @@ def main(argv=None) -> int:
         result["ctm"] = rows
         lines += table(f"CTM vs teacher at ω = {guidance}", rows, ["sampler", "steps", "γ"])
     if "goals" in tables:
-        rows, lines_goals = goals_table(pipe, prompts, args.batch, guidance, args.quick)
+        cache = None if args.no_teacher_cache or args.quick else args.teacher_cache
+        rows, lines_goals = goals_table(pipe, prompts, args.batch, guidance, args.quick, teacher_cache=cache)
         result["goals"] = rows
         lines += lines_goals
     if "students" in tables:

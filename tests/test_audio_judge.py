@@ -147,3 +147,49 @@ def test_pool_reads_students_runs_and_refuses_mixed_kinds(bench):
         bench.pooled_lines([runs[0], goals], ["a", "b"])
     with pytest.raises(ValueError, match="goals or by --tables students"):
         bench.pooled_lines([{"prompt_seed": 0}], ["a"])
+
+
+def test_goals_table_reads_the_teachers_verdicts_from_the_cache_the_second_time(bench, tmp_path):
+    """The first goals run generates the teacher and keeps its row and per-clip verdicts; the second never calls the
+    teacher sampler and pairs the CTM rows against the same verdicts, so every difference is the same."""
+    from pipeline_utils import make_pipeline
+
+    from soundctm.data.synthcaps import heldout_prompts
+
+    pipe = make_pipeline()
+    prompts = heldout_prompts(4, seed=0, split="heldout")
+    samplers: list[str] = []
+    generate = pipe.generate
+
+    def counting(*args, **kw):
+        samplers.append(kw.get("sampler", "ctm"))
+        return generate(*args, **kw)
+
+    pipe.generate = counting
+    first, _ = bench.goals_table(pipe, prompts, 4, 2.0, quick=True, teacher_cache=tmp_path)
+    assert samplers.count("teacher") == 1 and len(list(tmp_path.glob("teacher-*.json"))) == 1
+    samplers.clear()
+    second, _ = bench.goals_table(pipe, prompts, 4, 2.0, quick=True, teacher_cache=tmp_path)
+    assert "teacher" not in samplers and samplers.count("ctm") == len(bench.CTM_ROWS)
+    assert second[0]["cached"] and "cached" not in first[0]
+    assert {k: v for k, v in second[0].items() if k != "cached"} == first[0]
+    assert [r["vs_teacher"] for r in second[1:]] == [r["vs_teacher"] for r in first[1:]]
+    assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_teacher_key_ignores_the_student_and_follows_teacher_prompts_and_steps(bench):
+    import torch
+    from pipeline_utils import make_pipeline
+
+    from soundctm.data.synthcaps import heldout_prompts
+
+    pipe = make_pipeline()
+    prompts = heldout_prompts(4, seed=0, split="heldout")
+    key = bench.teacher_key(pipe, prompts, 4, steps=2)
+    assert bench.teacher_key(bench.with_student(pipe, make_pipeline(seed=1).student), prompts, 4, steps=2) == key
+    assert bench.teacher_key(pipe, prompts[:3], 4, steps=2) != key
+    assert bench.teacher_key(pipe, prompts, 2, steps=2) != key  # seeds follow the batch
+    assert bench.teacher_key(pipe, prompts, 4, steps=3) != key
+    with torch.no_grad():
+        next(pipe.teacher.parameters()).view(-1)[0] += 1e-3
+    assert bench.teacher_key(pipe, prompts, 4, steps=2) != key
