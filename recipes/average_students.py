@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from soundctm.nn.unet import TwoTimeTextUNet
+from soundctm.nn.unet import TwoTimeTextUNet, architecture_mismatch
 
 
 def average_students(dirs: list[str | Path], weights: list[float] | None = None) -> TwoTimeTextUNet:
@@ -39,10 +39,10 @@ def average_students(dirs: list[str | Path], weights: list[float] | None = None)
     students = [TwoTimeTextUNet.from_pretrained(d) for d in dirs]
     first = students[0]
     states = [s.state_dict() for s in students]
-    shapes = {k: v.shape for k, v in states[0].items()}
-    for d, s, state in zip(dirs[1:], students[1:], states[1:]):
-        if {k: v.shape for k, v in state.items()} != shapes or s.noise_scale != first.noise_scale:
-            raise ValueError(f"student {str(d)!r} has another architecture than {str(dirs[0])!r}")
+    for d, s in zip(dirs[1:], students[1:]):
+        why = architecture_mismatch(first, s)
+        if why:
+            raise ValueError(f"student {str(d)!r} has another architecture than {str(dirs[0])!r}: {why}")
     w = torch.tensor(weights, dtype=torch.float64)
     averaged = {k: torch.einsum("n,n...->...", w, torch.stack([st[k].double() for st in states])).to(v.dtype)
                 if v.is_floating_point() else v for k, v in states[0].items()}

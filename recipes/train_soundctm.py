@@ -23,7 +23,7 @@ from soundctm.core.precond import CTMPrecond, edm_scalings
 from soundctm.core.utils import append_dims
 from soundctm.data.cache import LatentCacheDataset, whole_batch
 from soundctm.nn.discriminator import FeatureDiscriminator
-from soundctm.nn.unet import TextUNet, TwoTimeTextUNet, UNetFeatures
+from soundctm.nn.unet import TextUNet, TwoTimeTextUNet, UNetFeatures, architecture_mismatch
 from soundctm.train import TrainConfig, Trainer
 from soundctm.train.ema import ema_key
 from soundctm.train.tasks import ctm_loss_fn
@@ -185,14 +185,9 @@ def warm_start(net: TwoTimeTextUNet, student_dir: str) -> TwoTimeTextUNet:
     if not Path(student_dir, "config.json").is_file():
         raise FileNotFoundError(f"init_student {student_dir!r} is not an exported student folder (no config.json)")
     student = TwoTimeTextUNet.from_pretrained(student_dir)
-    try:  # strict: the same tensor names and shapes as the teacher copy
-        net.load_state_dict(student.state_dict())
-    except RuntimeError as err:
-        detail = " ".join(line.strip() for line in str(err).splitlines()[1:2])
-        raise ValueError(f"init_student {student_dir!r} does not match the teacher's architecture: {detail}") from None
-    if student.noise_scale != net.noise_scale:
-        raise ValueError(f"init_student {student_dir!r} embeds time with noise_scale {student.noise_scale}, "
-                         f"the teacher with {net.noise_scale}")
+    why = architecture_mismatch(net, student)
+    if why:
+        raise ValueError(f"init_student {student_dir!r} does not match the teacher's architecture: {why}")
     return student
 
 

@@ -9,6 +9,7 @@ from soundctm.nn.unet import (
     TwoTimeTextUNet,
     UNetFeatures,
     VPEpsilonDenoiser,
+    architecture_mismatch,
     ddpm_alphas_cumprod,
     load_unet_dir,
     save_unet_dir,
@@ -109,3 +110,21 @@ def test_unet_features_are_multi_level():
     with torch.no_grad():
         out = feats.collect(lambda: teacher(x, torch.zeros(2), tokens, mask))
     assert len(out) == 3 and out[0].shape[-2:] == (4, 6) and out[-1].shape[1] == 16
+
+
+def test_architecture_mismatch_names_the_first_difference():
+    """Two students of one config match (different weights do not matter); other channel widths name a tensor and
+    both shapes, another time embedding names the attribute, a teacher lacks the student's s/ω projection."""
+    from dataclasses import replace
+
+    teacher = TextUNet.from_config(CFG)
+    a, b = TwoTimeTextUNet.from_teacher(teacher), TwoTimeTextUNet.from_teacher(teacher)
+    with torch.no_grad():
+        next(b.parameters()).add_(1.0)
+    assert architecture_mismatch(a, b) is None
+    wide = TwoTimeTextUNet.from_teacher(TextUNet.from_config(replace(CFG, block_out_channels=(16, 32))))
+    why = architecture_mismatch(a, wide)
+    assert why is not None and "shape" in why and "expected" in why
+    b.noise_scale = 500.0
+    assert "noise_scale 500.0" in architecture_mismatch(a, b)
+    assert "only one of them" in architecture_mismatch(a, teacher)

@@ -123,6 +123,22 @@ class TwoTimeTextUNet(nn.Module):
         return _load_kind(directory, cls)
 
 
+def architecture_mismatch(reference: nn.Module, other: nn.Module) -> str | None:
+    """None when ``other`` has ``reference``'s tensor names and shapes and the same time embedding (noise_scale,
+    omega_scale), so that one's weights load into the other; else a short description of the first difference."""
+    ref, oth = reference.state_dict(), other.state_dict()
+    if ref.keys() != oth.keys():
+        only = sorted(ref.keys() ^ oth.keys())
+        return f"{len(only)} tensor name(s) in only one of them, e.g. {only[0]!r}"
+    for k, v in ref.items():
+        if oth[k].shape != v.shape:
+            return f"{k!r} has shape {tuple(oth[k].shape)}, expected {tuple(v.shape)}"
+    for attr in ("noise_scale", "omega_scale"):
+        if getattr(reference, attr, None) != getattr(other, attr, None):
+            return f"it embeds time with {attr} {getattr(other, attr, None)}, expected {getattr(reference, attr, None)}"
+    return None
+
+
 def vp_sigmas(alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """EDM noise level of each DDPM timestep: σ_t = √((1 − ᾱ_t)/ᾱ_t)."""
     return ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
