@@ -12,7 +12,7 @@ Tables (markdown + JSON under benchmarks/results/):
   sweep attribute has about 10 prompts and one of them moves the mean by 2 points), e.g.
   ``--n-prompts 576 --tables goals --out benchmarks/results/audio_judge_goals``. The teacher row's verdicts are
   kept under ``cache/audio_judge/`` (``--teacher-cache``), so judging the next student on the same set skips the
-  teacher: about 4 minutes per 576-prompt set instead of 23 on this CPU.
+  teacher: 2 min 40 s for a 576-prompt set instead of about 24 on this CPU (set 8, identical table).
 Prompts: the SynthCaps "heldout" split (unseen clips of seen attribute combinations), one fixed seed per prompt.
 """
 
