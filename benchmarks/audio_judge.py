@@ -198,10 +198,11 @@ GOALS = {(1, 0.0): ("1 step within 5 points of the teacher", -0.05), (4, 0.0): (
 
 
 def goals_table(pipe, prompts, batch: int, guidance: float, quick: bool = False,
-                teacher_cache: str | Path | None = None) -> tuple[list[dict], list[str]]:
+                teacher_cache: str | Path | None = None, nu: float = 1.0) -> tuple[list[dict], list[str]]:
     """The SoundCTM goals, paired: the 40-step teacher and CTM rows on the same prompts and seeds, each CTM row with
     its difference to the teacher (mean over attributes and pooled) and a 95 % paired-bootstrap interval. The
-    teacher's verdicts come from ``teacher_cache`` when it holds them (see ``evaluate_teacher``)."""
+    teacher's verdicts come from ``teacher_cache`` when it holds them (see ``evaluate_teacher``); the CTM rows
+    sample with ν-sampling at ``nu`` (1: the conditional jump alone)."""
     steps_t = 2 if quick else 40
     teacher_clips: list = []
     rows = [{"sampler": "teacher heun", "steps": steps_t, "γ": "—",
@@ -210,11 +211,11 @@ def goals_table(pipe, prompts, batch: int, guidance: float, quick: bool = False,
     for steps, gamma in CTM_ROWS:
         clips: list = []
         row = {"sampler": "ctm", "steps": steps, "γ": gamma,
-               **evaluate(pipe, prompts, batch, per_clip=clips, steps=steps, gamma=gamma)}
+               **evaluate(pipe, prompts, batch, per_clip=clips, steps=steps, gamma=gamma, nu=nu)}
         row["vs_teacher"] = paired_bootstrap(teacher_clips, clips)
         rows.append(row)
         print(row, flush=True)
-    return rows, goals_lines(rows, guidance)
+    return rows, goals_lines(rows, guidance, nu)
 
 
 def with_student(pipe, student):
@@ -224,7 +225,7 @@ def with_student(pipe, student):
     return other
 
 
-def students_table(pipe, candidate, prompts, batch: int) -> tuple[list[dict], list[str]]:
+def students_table(pipe, candidate, prompts, batch: int, nu: float = 1.0) -> tuple[list[dict], list[str]]:
     """Two students through the same CTM rows on the same prompts and seeds: each candidate row with its paired
     difference to ``pipe``'s row (to choose between checkpoints without the teacher's cost)."""
     rows = []
@@ -232,11 +233,12 @@ def students_table(pipe, candidate, prompts, batch: int) -> tuple[list[dict], li
         clips: dict[str, list] = {"base": [], "candidate": []}
         for name, p in (("base", pipe), ("candidate", candidate)):
             rows.append({"sampler": f"ctm ({name})", "steps": steps, "γ": gamma,
-                         **evaluate(p, prompts, batch, per_clip=clips[name], steps=steps, gamma=gamma)})
+                         **evaluate(p, prompts, batch, per_clip=clips[name], steps=steps, gamma=gamma, nu=nu)})
         rows[-1]["vs_base"] = paired_bootstrap(clips["base"], clips["candidate"])
         print(rows[-2], rows[-1], sep="\n", flush=True)
     head = ["sampler", "steps", "γ", *ATTRS, "mean", "pooled", "Δ mean (95 % CI)", "Δ pooled (95 % CI)"]
-    lines = ["## Candidate student minus the pipeline's student, paired over the same prompts and seeds", "",
+    lines = [f"## Candidate student minus the pipeline's student, paired over the same prompts and seeds{nu_label(nu)}",
+             "",
              *md_head(head)]
     lines += [paired_row(r, "vs_base") for r in rows]
     return rows, lines + [""]
@@ -261,11 +263,16 @@ def goal_verdict(d: dict[str, float], bound: float) -> str:
     return f"{point} on the point estimate; the 95 % interval straddles the bound"
 
 
-def goals_lines(rows: list[dict], guidance: float) -> list[str]:
+def nu_label(nu: float) -> str:
+    """How a title names the CTM rows' ν-sampling: nothing at ν = 1 (the default, conditional jumps only)."""
+    return "" if nu == 1.0 else f", CTM with ν = {nu:g} (twice the NFE)"
+
+
+def goals_lines(rows: list[dict], guidance: float, nu: float = 1.0) -> list[str]:
     """Markdown for goals_table's rows."""
     head = ["sampler", "steps", "γ", *ATTRS, "mean", "pooled", "Δ mean (95 % CI)", "Δ pooled (95 % CI)", "NFE"]
-    lines = [f"## Goals at ω = {guidance}: CTM minus the {rows[0]['steps']}-step teacher, paired over the same "
-             "prompts", "", "Δ in points; the interval resamples prompts (2000 paired bootstrap draws).", "",
+    lines = [f"## Goals at ω = {guidance}{nu_label(nu)}: CTM minus the {rows[0]['steps']}-step teacher, paired over "
+             "the same prompts", "", "Δ in points; the interval resamples prompts (2000 paired bootstrap draws).", "",
              *md_head(head)]
     lines += [paired_row(r, "vs_teacher", (str(r["nfe"]),)) for r in rows]
     lines.append("")
@@ -316,9 +323,12 @@ def pooled_lines(results: list[dict], names: list[str]) -> list[str]:
     if len(kinds) != 1:
         raise ValueError("--pool cannot mix goals and students runs")
     kind = kinds.pop()
+    nus = {res.get("nu", 1.0) for res in results}
+    if len(nus) != 1:
+        raise ValueError(f"--pool cannot mix runs of different --nu ({sorted(nus)})")
     rows_of, sampler, key, what, title = POOL_KINDS[kind]
     head = ["CTM", *names, "pooled over the sets (95 % CI)"]
-    lines = [f"## {title} pooled over independent prompt sets", "",
+    lines = [f"## {title} pooled over independent prompt sets{nu_label(nus.pop())}", "",
              f"Δ = {what} in points, mean over attributes (pooled verdicts in brackets); the sets are "
              "independent held-out prompt draws, pooled by inverse variance (`pool_sets`).", "",
              *md_head(head)]
@@ -364,11 +374,15 @@ def main(argv=None) -> int:
                    help="keep the goals table's teacher verdicts here, keyed by a digest of the teacher, VAE, vocoder, "
                         "text encoder, config and prompts, so the next candidate skips the teacher")
     p.add_argument("--no-teacher-cache", action="store_true", help="always generate the teacher's row")
+    p.add_argument("--nu", type=float, default=1.0,
+                   help="ν-sampling for the goals and students tables' CTM rows (1: no unconditional pass)")
     p.add_argument("--note", default=None, help="a provenance line for the markdown")
     p.add_argument("--pool", nargs="+", metavar="JSON", default=None,
                    help="pool these --tables goals (or --tables students) runs on independent prompt sets into --out; "
                         "generates nothing")
     args = p.parse_args(argv)
+    if not (np.isfinite(args.nu) and args.nu >= 0):
+        p.error(f"--nu must be a finite number >= 0, got {args.nu}")
     if args.pool:
         results = [json.loads(Path(f).read_text()) for f in args.pool]
         names = [f"set {r.get('prompt_seed')} ({r.get('n_prompts')})" for r in results]
@@ -401,7 +415,7 @@ def main(argv=None) -> int:
     prompts = heldout_prompts(n, seed=args.prompt_seed, split="heldout")
     guidance = pipe.config.guidance
     result = {"model": args.model if not args.quick else "tiny-random", "n_prompts": n, "guidance": guidance,
-              "prompt_seed": args.prompt_seed}
+              "prompt_seed": args.prompt_seed, "nu": args.nu}
     lines = ["# Generated audio judged by the SynthCaps measurement functions", "",
              f"{n} held-out SynthCaps prompts (prompt set {args.prompt_seed}; set 0's first 144 are the 144-prompt "
              "tables' prompts), seed = prompt index; accuracy in % per prompted attribute "
@@ -435,14 +449,15 @@ def main(argv=None) -> int:
         lines += table(f"CTM vs teacher at ω = {guidance}", rows, ["sampler", "steps", "γ"])
     if "goals" in tables:
         cache = None if args.no_teacher_cache or args.quick else args.teacher_cache
-        rows, lines_goals = goals_table(pipe, prompts, args.batch, guidance, args.quick, teacher_cache=cache)
+        rows, lines_goals = goals_table(pipe, prompts, args.batch, guidance, args.quick, teacher_cache=cache,
+                                        nu=args.nu)
         result["goals"] = rows
         lines += lines_goals
     if "students" in tables:
         from soundctm.nn.unet import TwoTimeTextUNet
 
         student = make_pipeline(seed=1).student if args.quick else TwoTimeTextUNet.from_pretrained(args.candidate)
-        rows, lines_students = students_table(pipe, with_student(pipe, student), prompts, args.batch)
+        rows, lines_students = students_table(pipe, with_student(pipe, student), prompts, args.batch, nu=args.nu)
         result["students"] = {"candidate": args.candidate, "rows": rows}
         lines += [f"Candidate: `{args.candidate}`.", "", *lines_students]
     out = Path(args.out)

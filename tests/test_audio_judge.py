@@ -193,3 +193,33 @@ def test_teacher_key_ignores_the_student_and_follows_teacher_prompts_and_steps(b
     with torch.no_grad():
         next(pipe.teacher.parameters()).view(-1)[0] += 1e-3
     assert bench.teacher_key(pipe, prompts, 4, steps=2) != key
+
+
+def test_goals_table_with_nu_samples_the_ctm_rows_with_both_branches_and_pool_keeps_nu_apart(bench, tmp_path):
+    """--nu 2 runs each CTM row with the unconditional jump too (twice the NFE, other audio), leaves the teacher row
+    alone (same cache entry), names ν in the title; --pool refuses runs of different ν; a negative ν exits 2."""
+    from pipeline_utils import make_pipeline
+
+    from soundctm.data.synthcaps import heldout_prompts
+
+    pipe = make_pipeline()
+    prompts = heldout_prompts(4, seed=0, split="heldout")
+    plain, plain_lines = bench.goals_table(pipe, prompts, 4, 2.0, quick=True, teacher_cache=tmp_path)
+    nu2, nu2_lines = bench.goals_table(pipe, prompts, 4, 2.0, quick=True, teacher_cache=tmp_path, nu=2.0)
+    assert nu2[0]["cached"] and len(list(tmp_path.glob("teacher-*.json"))) == 1
+    assert [r["nfe"] for r in nu2[1:]] == [2 * r["nfe"] for r in plain[1:]]
+    assert "ν = 2" in nu2_lines[0] and "ν" not in plain_lines[0]
+    a = pipe.generate(prompts[0][0], steps=1, seed=0).waveforms
+    b = pipe.generate(prompts[0][0], steps=1, seed=0, nu=2.0).waveforms
+    assert not np.allclose(a, b)
+    runs = [{"prompt_seed": s, "n_prompts": 4, "nu": nu, "goals": rows} for s, nu, rows in ((0, 1.0, plain),
+                                                                                              (1, 2.0, nu2))]
+    with pytest.raises(ValueError, match="different --nu"):
+        bench.pooled_lines(runs, ["a", "b"])
+    d = {"diff": 0.01, "lo": -0.01, "hi": 0.03}
+    wide = [nu2[0], *({**r, "vs_teacher": {"mean": d, "pooled": d}} for r in nu2[1:])]
+    both = [dict(runs[1], goals=wide), dict(runs[1], goals=wide, prompt_seed=2)]
+    assert "ν = 2" in bench.pooled_lines(both, ["a", "b"])[0]
+    with pytest.raises(SystemExit) as err:
+        bench.main(["--quick", "--tables", "goals", "--nu", "-1"])
+    assert err.value.code == 2
