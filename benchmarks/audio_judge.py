@@ -359,6 +359,15 @@ def pooled_lines(results: list[dict], names: list[str]) -> list[str]:
     return lines + ["", "Teacher Heun 40, mean accuracy per set: " + " / ".join(teachers) + ".", "", *verdicts, ""]
 
 
+def result_file(out: str | Path, ext: str) -> Path:
+    """``--out`` with the extension ``ext`` added: ``..._nu1.5_seed8`` keeps its dot (``Path.with_suffix`` would
+    cut it at ``.5_seed8``); a name already ending in .md or .json has that ending replaced."""
+    out = Path(out)
+    if out.suffix in (".md", ".json"):
+        out = out.with_suffix("")
+    return out.with_name(out.name + ext)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(ROOT / "soundctm" / "pretrained" / "synthcaps-tiny"))
@@ -395,7 +404,7 @@ def main(argv=None) -> int:
                  "From " + ", ".join(f"`{f}`" for f in args.pool) + ".", "", *body]
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text("\n".join(lines))
+        result_file(out, ".md").write_text("\n".join(lines))
         print("\n".join(lines))
         return 0
     tables = set(args.tables.split(","))
@@ -463,8 +472,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not args.quick:
-        out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-        out.with_suffix(".md").write_text("\n".join(lines))
+        result_file(out, ".json").write_text(json.dumps(result, indent=2) + "\n")
+        result_file(out, ".md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
 
