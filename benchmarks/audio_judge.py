@@ -131,8 +131,9 @@ def teacher_key(pipe, prompts, batch: int, **kw) -> str:
                          "torch": torch.__version__}, sort_keys=True, default=str).encode())
     for name in ("teacher", "vae", "vocoder", "text_encoder"):
         module = getattr(pipe, name, None)
-        h.update(f"<{name}:{type(module).__name__}>".encode())
-        for k, v in (module.state_dict() if hasattr(module, "state_dict") else {}).items():
+        net = module if hasattr(module, "state_dict") else getattr(module, "model", None)  # TextEncoder wraps one
+        h.update(f"<{name}:{type(module).__name__}:{getattr(module, 'max_length', '')}>".encode())
+        for k, v in (net.state_dict() if hasattr(net, "state_dict") else {}).items():
             h.update(k.encode())
             h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()

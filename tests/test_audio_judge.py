@@ -177,7 +177,9 @@ def test_goals_table_reads_the_teachers_verdicts_from_the_cache_the_second_time(
     assert not list(tmp_path.glob("*.tmp*"))
 
 
-def test_teacher_key_ignores_the_student_and_follows_teacher_prompts_and_steps(bench):
+def test_teacher_key_ignores_the_student_and_follows_weights_prompts_batch_and_steps(bench):
+    import copy
+
     import torch
     from pipeline_utils import make_pipeline
 
@@ -190,6 +192,11 @@ def test_teacher_key_ignores_the_student_and_follows_teacher_prompts_and_steps(b
     assert bench.teacher_key(pipe, prompts[:3], 4, steps=2) != key
     assert bench.teacher_key(pipe, prompts, 2, steps=2) != key  # seeds follow the batch
     assert bench.teacher_key(pipe, prompts, 4, steps=3) != key
+    other_text = copy.copy(pipe)
+    other_text.text_encoder = copy.deepcopy(pipe.text_encoder)  # the tests share one encoder: change a copy
+    with torch.no_grad():
+        next(other_text.text_encoder.model.parameters()).view(-1)[0] += 1e-3
+    assert bench.teacher_key(other_text, prompts, 4, steps=2) != key
     with torch.no_grad():
         next(pipe.teacher.parameters()).view(-1)[0] += 1e-3
     assert bench.teacher_key(pipe, prompts, 4, steps=2) != key
