@@ -11,8 +11,9 @@ Tables (markdown + JSON under benchmarks/results/):
   difference to the teacher and a 95 % paired-bootstrap interval over prompts (use ≥ 500 prompts: with 144, the
   sweep attribute has about 10 prompts and one of them moves the mean by 2 points), e.g.
   ``--n-prompts 576 --tables goals --out benchmarks/results/audio_judge_goals``. The teacher row's verdicts are
-  kept under ``cache/audio_judge/`` (``--teacher-cache``), so judging the next student on the same set skips the
-  teacher: 2 min 40 s for a 576-prompt set instead of about 24 on this CPU (set 8, identical table).
+  kept under ``cache/audio_judge/`` (``--teacher-cache``; the ctm table's teacher row shares it), so judging the
+  next student on the same set skips the teacher: 2 min 40 s for a 576-prompt set instead of about 24 on this CPU
+  (set 8, identical table).
 Prompts: the SynthCaps "heldout" split (unseen clips of seen attribute combinations), one fixed seed per prompt.
 """
 
@@ -381,8 +382,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="tiny random pipeline, 4 prompts (script check only)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "audio_judge"))
     p.add_argument("--teacher-cache", default=str(ROOT / "cache" / "audio_judge"), metavar="DIR",
-                   help="keep the goals table's teacher verdicts here, keyed by a digest of the teacher, VAE, vocoder, "
-                        "text encoder, config and prompts, so the next candidate skips the teacher")
+                   help="keep the goals and ctm tables' teacher verdicts here, keyed by a digest of the teacher, "
+                        "VAE, vocoder, text encoder, config and prompts, so the next candidate skips the teacher")
     p.add_argument("--no-teacher-cache", action="store_true", help="always generate the teacher's row")
     p.add_argument("--nu", type=float, default=1.0,
                    help="ν-sampling for the goals and students tables' CTM rows (1: no unconditional pass)")
@@ -444,9 +445,10 @@ def main(argv=None) -> int:
                 print(rows[-1], flush=True)
         result["teacher"] = rows
         lines += table("Teacher (Heun) × guidance", rows, ["steps", "ω"])
+    cache = None if args.no_teacher_cache or args.quick else args.teacher_cache
     if "ctm" in tables:
         rows = [{"sampler": "teacher heun", "steps": 40 if not args.quick else 2, "γ": "—",
-                 **evaluate(pipe, prompts, args.batch, steps=40 if not args.quick else 2, sampler="teacher")}]
+                 **evaluate_teacher(pipe, prompts, args.batch, [], cache, steps=40 if not args.quick else 2)}]
         print(rows[-1], flush=True)
         for steps in ((1, 2) if args.quick else (1, 2, 4, 8, 16)):
             for gamma in (0.0, 0.3, 0.6, 1.0):
@@ -458,7 +460,6 @@ def main(argv=None) -> int:
         result["ctm"] = rows
         lines += table(f"CTM vs teacher at ω = {guidance}", rows, ["sampler", "steps", "γ"])
     if "goals" in tables:
-        cache = None if args.no_teacher_cache or args.quick else args.teacher_cache
         rows, lines_goals = goals_table(pipe, prompts, args.batch, guidance, args.quick, teacher_cache=cache,
                                         nu=args.nu)
         result["goals"] = rows
