@@ -24,7 +24,6 @@ import copy
 import dataclasses
 import hashlib
 import json
-import os
 import statistics
 import sys
 import time
@@ -32,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from soundctm.fileio import atomic_write_text, with_extension
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTRS = ("family", "pitch", "count", "sweep", "loudness")
@@ -155,10 +156,7 @@ def evaluate_teacher(pipe, prompts, batch: int, per_clip: list, cache_dir: str |
         return {**saved["row"], "cached": True}
     clips: list = []
     row = evaluate(pipe, prompts, batch, per_clip=clips, **kw)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"row": row, "clips": clips}))
-    os.replace(tmp, path)  # a reader never sees half a file
+    atomic_write_text(path, json.dumps({"row": row, "clips": clips}))  # a reader never sees half a file
     per_clip += clips
     return row
 
@@ -361,15 +359,6 @@ def pooled_lines(results: list[dict], names: list[str]) -> list[str]:
     return lines + ["", "Teacher Heun 40, mean accuracy per set: " + " / ".join(teachers) + ".", "", *verdicts, ""]
 
 
-def result_file(out: str | Path, ext: str) -> Path:
-    """``--out`` with the extension ``ext`` added: ``..._nu1.5_seed8`` keeps its dot (``Path.with_suffix`` would
-    cut it at ``.5_seed8``); a name already ending in .md or .json has that ending replaced."""
-    out = Path(out)
-    if out.suffix in (".md", ".json"):
-        out = out.with_suffix("")
-    return out.with_name(out.name + ext)
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default=str(ROOT / "soundctm" / "pretrained" / "synthcaps-tiny"))
@@ -406,7 +395,7 @@ def main(argv=None) -> int:
                  "From " + ", ".join(f"`{f}`" for f in args.pool) + ".", "", *body]
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        result_file(out, ".md").write_text("\n".join(lines))
+        with_extension(out, ".md").write_text("\n".join(lines))
         print("\n".join(lines))
         return 0
     tables = set(args.tables.split(","))
@@ -474,8 +463,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if not args.quick:
-        result_file(out, ".json").write_text(json.dumps(result, indent=2) + "\n")
-        result_file(out, ".md").write_text("\n".join(lines))
+        with_extension(out, ".json").write_text(json.dumps(result, indent=2) + "\n")
+        with_extension(out, ".md").write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
 

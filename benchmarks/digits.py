@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from soundctm.data.digits import DigitsConfig, load_digit_split
+from soundctm.fileio import with_extension
 from soundctm.metrics.digits import DigitClassifier, digit_features, score_digits
 from soundctm.nn.image import ImageUNet
 
@@ -200,9 +201,9 @@ def main(argv: list[str] | None = None) -> int:
             "command": shlex.join(["python", "benchmarks/digits.py", *(argv or sys.argv[1:])]),
             "student_configs": {s.split("=", 1)[0]: read_provenance(Path(s.split("=", 1)[1])).get("config", {})
                                 .get("ctm") for s in args.student}}
-    args.out.with_suffix(".json").write_text(json.dumps(
+    with_extension(args.out, ".json").write_text(json.dumps(
         {"rows": [asdict(r) for r in rows], "train_seconds": train_seconds, "grids": grids, **meta}, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(rows, train_seconds, grids, meta))
+    with_extension(args.out, ".md").write_text(markdown(rows, train_seconds, grids, meta))
     for r in rows:
         print(r)
     return 0

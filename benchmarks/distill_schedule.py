@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from soundctm.fileio import with_extension
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "recipes"))
@@ -75,8 +77,9 @@ def write(rows: list[dict], out: Path, command: str, batch: int) -> None:
               "k up to 39) is the first row; the bundled student used N = 18, k ≤ 2 (+ the cached-pair term in its "
               "later stages)."]
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"command": command, "batch": batch, "rows": rows}, indent=2) + "\n")
+    with_extension(out, ".md").write_text("\n".join(lines) + "\n")
+    payload = {"command": command, "batch": batch, "rows": rows}
+    with_extension(out, ".json").write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def main(argv=None) -> int:
@@ -109,7 +112,7 @@ def main(argv=None) -> int:
             print(json.dumps(rows[-1]), flush=True)
     write(rows, Path(args.out), "python benchmarks/distill_schedule.py " + " ".join(argv or sys.argv[1:]),
           args.batch)
-    print(Path(args.out).with_suffix(".md").read_text())
+    print(with_extension(Path(args.out), ".md").read_text())
     return 0
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from soundctm.fileio import with_extension
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {"ctm 1 step": dict(steps=1, sampler="ctm"), "ctm 4 steps γ=0": dict(steps=4, sampler="ctm"),
            "teacher heun 40 (CFG)": dict(steps=40, sampler="teacher")}
@@ -106,9 +108,9 @@ def main(argv=None) -> int:
               for r in rows]
     out = Path(args.out)
     command = "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    out.with_suffix(".json").write_text(json.dumps({"load_seconds": load_s, "command": command, "rows": rows},
+    with_extension(out, ".json").write_text(json.dumps({"load_seconds": load_s, "command": command, "rows": rows},
                                                    indent=2) + "\n")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    with_extension(out, ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

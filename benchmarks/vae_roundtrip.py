@@ -27,6 +27,7 @@ from soundctm.audio.vae import AudioVAE
 from soundctm.audio.vocoder import build_vocoder
 from soundctm.data.synthcaps import SynthCaps
 from soundctm.data.synthcaps_measure import Measurement, judge, measure
+from soundctm.fileio import with_extension
 
 TARGET = 0.95
 PITCH_TOLERANCE = 0.05
@@ -205,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     report = evaluate(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
-    args.out.with_suffix(".md").write_text(to_markdown(report))
+    with_extension(args.out, ".json").write_text(json.dumps(report, indent=2, default=str) + "\n")
+    with_extension(args.out, ".md").write_text(to_markdown(report))
     print(to_markdown(report))
     return 0
 

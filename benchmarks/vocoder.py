@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from soundctm.fileio import with_extension
+
 ROOT = Path(__file__).resolve().parents[1]
 ITERS = (1, 2, 4, 8, 16, 32)
 
@@ -87,8 +89,8 @@ def write(rows: list[dict], out: Path, n: int, command: str) -> None:
     for r in rows:
         lines.append(f"| {r['init']} | {r['n_iter']} | {r['ms_b1']:.1f} | {r['ms_b16']:.1f} | "
                      f"{r['spectral_convergence']:.3f} | {r['mel_l1']:.3f} | {100 * r['judge']:.1f} % |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"n": n, "command": command, "rows": rows}, indent=2) + "\n")
+    with_extension(out, ".md").write_text("\n".join(lines) + "\n")
+    with_extension(out, ".json").write_text(json.dumps({"n": n, "command": command, "rows": rows}, indent=2) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -105,7 +107,7 @@ def write(rows: list[dict], out: Path, n: int, command: str) -> None:
     axes[0].legend()
     fig.suptitle("Griffin-Lim: fidelity vs time (labels: iterations)")
     fig.tight_layout()
-    fig.savefig(out.with_suffix(".png"), dpi=120)
+    fig.savefig(with_extension(out, ".png"), dpi=120)
 
 
 def main(argv=None) -> int:
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
     inits = tuple(args.inits.split(","))
     rows = run(args.n, iters, inits)
     write(rows, Path(args.out), args.n, "python benchmarks/vocoder.py " + " ".join(argv or sys.argv[1:]))
-    print(Path(args.out).with_suffix(".md").read_text())
+    print(with_extension(Path(args.out), ".md").read_text())
     return 0
 
 

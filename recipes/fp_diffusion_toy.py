@@ -31,6 +31,7 @@ from soundctm.core.likelihood import pf_ode_log_likelihood
 from soundctm.core.precond import EDMDenoiser
 from soundctm.data import toy2d
 from soundctm.data.toy2d import exact_mixture, sample_dataset
+from soundctm.fileio import with_extension
 from soundctm.nn.toy import ToyMLP, ToyMLPConfig
 
 DATASETS = ("checkerboard", "swiss_roll", "gmm", "rings")
@@ -333,11 +334,11 @@ def run(cfg: FPToyConfig, out: Path, command: str, log=print) -> dict:
         log(f"{data}: done at {time.perf_counter() - t0:.0f}s")
     seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - cpu0
     out.parent.mkdir(parents=True, exist_ok=True)
-    plot(cfg, panels, summary, out.with_suffix(".png"))
-    out.with_suffix(".md").write_text(markdown(cfg, summary, seconds, cpu_seconds, command))
+    plot(cfg, panels, summary, with_extension(out, ".png"))
+    with_extension(out, ".md").write_text(markdown(cfg, summary, seconds, cpu_seconds, command))
     result = {"config": asdict(cfg), "seconds": seconds, "cpu_seconds": cpu_seconds, "command": command,
               "summary": summary, "per_seed": raw}
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    with_extension(out, ".json").write_text(json.dumps(result, indent=1))
     return result
 
 

@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from soundctm.core import samplers, schedule
 from soundctm.data.cache import LatentCacheDataset
+from soundctm.fileio import atomic_path
 from soundctm.nn.unet import TextUNet
 from soundctm.train.tasks import guided_teacher
 
@@ -75,11 +76,8 @@ def solve_batch(teacher, data: LatentCacheDataset, caption_index: torch.Tensor, 
 
 def save_pairs(pairs: dict[str, torch.Tensor], out: str | os.PathLike, metadata: dict[str, str]) -> None:
     """Write a pairs file atomically (a temporary file renamed over ``out``)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in pairs.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        save_file({k: v.contiguous() for k, v in pairs.items()}, str(tmp), metadata=metadata)
 
 
 def merge_pairs(paths: list[str | os.PathLike], out: str | os.PathLike) -> int:

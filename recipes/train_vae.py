@@ -25,6 +25,7 @@ from torch.utils.data import TensorDataset
 from soundctm.audio.mel import MelConfig, MelSpectrogram
 from soundctm.audio.vae import AudioVAE, AudioVAEConfig
 from soundctm.config import ConfigError, add_config_args, config_from_args
+from soundctm.fileio import atomic_path
 from soundctm.train import TrainConfig, Trainer, ema_key
 
 
@@ -87,8 +88,8 @@ def cached_mels(out_dir: Path, n: int, seed: int, split: str) -> torch.Tensor:
         return load_file(str(path))["mels"]
     mels = synthcaps_mels(n, seed, split)
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_file({"mels": mels.contiguous()}, str(path.with_suffix(".tmp")))
-    path.with_suffix(".tmp").replace(path)
+    with atomic_path(path) as tmp:
+        save_file({"mels": mels.contiguous()}, str(tmp))
     return mels
 
 

@@ -230,10 +230,3 @@ def test_goals_table_with_nu_samples_the_ctm_rows_with_both_branches_and_pool_ke
     with pytest.raises(SystemExit) as err:
         bench.main(["--quick", "--tables", "goals", "--nu", "-1"])
     assert err.value.code == 2
-
-
-def test_result_file_keeps_dots_in_the_out_name(bench):
-    assert bench.result_file("r/goals_nu1.5_seed8", ".md").name == "goals_nu1.5_seed8.md"
-    assert bench.result_file("r/goals_nu1.5_seed8", ".json").name == "goals_nu1.5_seed8.json"
-    assert bench.result_file("r/goals.md", ".json").name == "goals.json"
-    assert bench.result_file("r/goals", ".md").parent.name == "r"
