@@ -14,6 +14,9 @@ Tables (markdown + JSON under benchmarks/results/):
   kept under ``cache/audio_judge/`` (``--teacher-cache``; the ctm table's teacher row shares it), so judging the
   next student on the same set skips the teacher: 2 min 40 s for a 576-prompt set instead of about 24 on this CPU
   (set 8, identical table).
+- students: a candidate student (``--candidate DIR``) paired against the pipeline's student on the same CTM rows;
+- solve: the teacher at ``--solve-steps`` Heun steps paired against its (cached) 40-step row: what the coarser
+  solve of the cached distillation trajectories (``recipes/teacher_pairs.py --steps 17``) gives up.
 Prompts: the SynthCaps "heldout" split (unseen clips of seen attribute combinations), one fixed seed per prompt.
 """
 
@@ -218,6 +221,30 @@ def goals_table(pipe, prompts, batch: int, guidance: float, quick: bool = False,
     return rows, goals_lines(rows, guidance, nu)
 
 
+def solve_table(pipe, prompts, batch: int, guidance: float, steps_list: tuple[int, ...], quick: bool = False,
+                teacher_cache: str | Path | None = None) -> tuple[list[dict], list[str]]:
+    """The teacher's Heun solve at fewer steps, paired against its 40-step row on the same prompts and seeds: how
+    much a coarser solve (e.g. the 17 steps of the cached distillation trajectories, ``teacher_pairs.py --steps``)
+    loses on the judge."""
+    steps_t = 2 if quick else 40
+    ref_clips: list = []
+    rows = [{"sampler": "teacher heun", "steps": steps_t, "γ": "—",
+             **evaluate_teacher(pipe, prompts, batch, ref_clips, teacher_cache, steps=steps_t)}]
+    print(rows[-1], flush=True)
+    for k in steps_list:
+        clips: list = []
+        row = {"sampler": "teacher heun", "steps": k, "γ": "—",
+               **evaluate(pipe, prompts, batch, per_clip=clips, steps=k, sampler="teacher")}
+        row["vs_teacher"] = paired_bootstrap(ref_clips, clips)
+        rows.append(row)
+        print(row, flush=True)
+    head = ["sampler", "steps", "γ", *ATTRS, "mean", "pooled", "Δ mean (95 % CI)", "Δ pooled (95 % CI)", "NFE"]
+    lines = [f"## Teacher solve length at ω = {guidance}: K Heun steps minus {steps_t}, paired over the same prompts",
+             "", *md_head(head)]
+    lines += [paired_row(r, "vs_teacher", (str(r["nfe"]),)) for r in rows]
+    return rows, lines + [""]
+
+
 def with_student(pipe, student):
     """A shallow copy of ``pipe`` (same VAE, vocoder, text encoder, teacher and config) around another student."""
     other = copy.copy(pipe)
@@ -364,7 +391,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default=str(ROOT / "soundctm" / "pretrained" / "synthcaps-tiny"))
     p.add_argument("--n-prompts", type=int, default=48)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--tables", default="teacher,ctm", help="comma-separated: teacher, ctm, goals, students")
+    p.add_argument("--tables", default="teacher,ctm", help="comma-separated: teacher, ctm, goals, students, solve")
     p.add_argument("--candidate", default=None,
                    help="an exported student folder for --tables students (compared with --model's student)")
     p.add_argument("--prompt-seed", type=int, default=0, help="which held-out prompt set (0 = the reported one)")
@@ -376,6 +403,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-teacher-cache", action="store_true", help="always generate the teacher's row")
     p.add_argument("--nu", type=float, default=1.0,
                    help="ν-sampling for the goals and students tables' CTM rows (1: no unconditional pass)")
+    p.add_argument("--solve-steps", default="17", metavar="K,K",
+                   help="--tables solve: the teacher's Heun step counts to pair against its 40 steps")
     p.add_argument("--note", default=None, help="a provenance line for the markdown")
     p.add_argument("--pool", nargs="+", metavar="JSON", default=None,
                    help="pool these --tables goals (or --tables students) runs on independent prompt sets into --out; "
@@ -399,6 +428,15 @@ def main(argv=None) -> int:
         print("\n".join(lines))
         return 0
     tables = set(args.tables.split(","))
+    unknown = tables - {"teacher", "ctm", "goals", "students", "solve"}
+    if unknown:
+        p.error(f"--tables: unknown table(s) {sorted(unknown)}; choose from teacher, ctm, goals, students, solve")
+    try:
+        solve_steps = tuple(int(k) for k in args.solve_steps.split(","))
+    except ValueError:
+        solve_steps = ()
+    if not solve_steps or min(solve_steps) < 1:
+        p.error(f"--solve-steps must be comma-separated step counts >= 1, got {args.solve_steps!r}")
     if "students" in tables and not args.candidate:
         p.error("--tables students needs --candidate DIR (an exported student folder)")
     torch.set_num_threads(1)
@@ -453,6 +491,11 @@ def main(argv=None) -> int:
                                         nu=args.nu)
         result["goals"] = rows
         lines += lines_goals
+    if "solve" in tables:
+        rows, lines_solve = solve_table(pipe, prompts, args.batch, guidance, solve_steps, args.quick,
+                                        teacher_cache=cache)
+        result["solve"] = rows
+        lines += lines_solve
     if "students" in tables:
         from soundctm.nn.unet import TwoTimeTextUNet
 

@@ -230,3 +230,26 @@ def test_goals_table_with_nu_samples_the_ctm_rows_with_both_branches_and_pool_ke
     with pytest.raises(SystemExit) as err:
         bench.main(["--quick", "--tables", "goals", "--nu", "-1"])
     assert err.value.code == 2
+
+
+def test_solve_table_pairs_shorter_teacher_solves_against_the_cached_reference(bench, tmp_path):
+    """The reference row is the goals table's cached teacher; the same step count paired with it differs by exactly
+    0 (same seeds, same solve), a shorter solve costs fewer evaluations; bad tables or step lists exit 2."""
+    from pipeline_utils import make_pipeline
+
+    from soundctm.data.synthcaps import heldout_prompts
+
+    pipe = make_pipeline()
+    prompts = heldout_prompts(4, seed=0, split="heldout")
+    goals, _ = bench.goals_table(pipe, prompts, 4, 2.0, quick=True, teacher_cache=tmp_path)
+    rows, lines = bench.solve_table(pipe, prompts, 4, 2.0, (2, 1), quick=True, teacher_cache=tmp_path)
+    assert rows[0]["cached"] and rows[0]["mean"] == goals[0]["mean"]
+    same, short = rows[1]["vs_teacher"], rows[2]["vs_teacher"]
+    assert same["mean"] == {"diff": 0.0, "lo": 0.0, "hi": 0.0} and same["pooled"]["diff"] == 0.0
+    assert (rows[1]["nfe"], rows[2]["nfe"]) == (6, 2)  # Heun: 2K − 1 guided evaluations, each a CFG pair
+    assert "K Heun steps minus 2" in lines[0] and len([ln for ln in lines if ln.startswith("| teacher")]) == 3
+    for bad in (["--tables", "solv"], ["--tables", "solve", "--solve-steps", "0"],
+                ["--tables", "solve", "--solve-steps", "x"]):
+        with pytest.raises(SystemExit) as err:
+            bench.main(["--quick", *bad])
+        assert err.value.code == 2
