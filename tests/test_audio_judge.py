@@ -246,6 +246,7 @@ def test_solve_table_pairs_shorter_teacher_solves_against_the_cached_reference(b
     assert rows[0]["cached"] and rows[0]["mean"] == goals[0]["mean"]
     same, short = rows[1]["vs_teacher"], rows[2]["vs_teacher"]
     assert same["mean"] == {"diff": 0.0, "lo": 0.0, "hi": 0.0} and same["pooled"]["diff"] == 0.0
+    assert all(short[m]["lo"] <= short[m]["diff"] <= short[m]["hi"] for m in ("mean", "pooled"))
     assert (rows[1]["nfe"], rows[2]["nfe"]) == (6, 2)  # Heun: 2K − 1 guided evaluations, each a CFG pair
     assert "K Heun steps minus 2" in lines[0] and len([ln for ln in lines if ln.startswith("| teacher")]) == 3
     for bad in (["--tables", "solv"], ["--tables", "solve", "--solve-steps", "0"],
