@@ -332,35 +332,39 @@ POOL_KINDS = {  # what --pool reads from each kind of run: its rows, the CTM row
     "goals": (lambda res: res["goals"], "ctm", "vs_teacher", "CTM − teacher", "Goals"),
     "students": (lambda res: res["students"]["rows"], "ctm (candidate)", "vs_base",
                  "candidate − the pipeline's student", "Candidate student"),
+    "solve": (lambda res: res["solve"], "teacher heun", "vs_teacher", "teacher Heun K steps − Heun 40",
+              "Teacher solve length"),
 }
 
 
 def run_kind(res: dict) -> str:
-    """Which table a benchmark JSON holds: "goals" or "students" (ValueError otherwise)."""
+    """Which table a benchmark JSON holds: "goals", "students" or "solve" (ValueError otherwise)."""
     kinds = [k for k in POOL_KINDS if k in res]
     if len(kinds) != 1:
-        raise ValueError("--pool needs JSON files written by --tables goals or by --tables students")
+        raise ValueError("--pool needs JSON files written by exactly one of --tables goals, students or solve")
     return kinds[0]
 
 
 def pooled_lines(results: list[dict], names: list[str]) -> list[str]:
-    """Markdown: each run's CTM rows as paired differences (to the teacher for goals runs, to the pipeline's student
-    for students runs), and their inverse-variance pool over the independent prompt sets."""
+    """Markdown: each run's paired rows as differences (CTM to the teacher for goals runs, to the pipeline's student
+    for students runs; the shorter teacher solves to Heun 40 for solve runs), and their inverse-variance pool over
+    the independent prompt sets."""
     kinds = {run_kind(res) for res in results}
     if len(kinds) != 1:
-        raise ValueError("--pool cannot mix goals and students runs")
+        raise ValueError(f"--pool cannot mix kinds of runs ({', '.join(sorted(kinds))})")
     kind = kinds.pop()
     nus = {res.get("nu", 1.0) for res in results}
     if len(nus) != 1:
         raise ValueError(f"--pool cannot mix runs of different --nu ({sorted(nus)})")
     rows_of, sampler, key, what, title = POOL_KINDS[kind]
-    head = ["CTM", *names, "pooled over the sets (95 % CI)"]
+    head = ["teacher" if kind == "solve" else "CTM", *names, "pooled over the sets (95 % CI)"]
     lines = [f"## {title} pooled over independent prompt sets{nu_label(nus.pop())}", "",
              f"Δ = {what} in points, mean over attributes (pooled verdicts in brackets); the sets are "
              "independent held-out prompt draws, pooled by inverse variance (`pool_sets`).", "",
              *md_head(head)]
     verdicts = []
-    for steps, gamma in CTM_ROWS:
+    row_keys = CTM_ROWS if kind != "solve" else [(r["steps"], r["γ"]) for r in rows_of(results[0]) if key in r]
+    for steps, gamma in row_keys:
         rows = [next((r for r in rows_of(res) if r["sampler"] == sampler and r["steps"] == steps
                       and r["γ"] == gamma), None) for res in results]
         if any(r is None for r in rows):
@@ -374,12 +378,15 @@ def pooled_lines(results: list[dict], names: list[str]) -> list[str]:
         pm, pp = pooled["mean"], pooled["pooled"]
         cells.append(f"{100 * pm['diff']:+.1f} ({100 * pm['lo']:+.1f}, {100 * pm['hi']:+.1f}) "
                      f"[{100 * pp['diff']:+.1f} ({100 * pp['lo']:+.1f}, {100 * pp['hi']:+.1f})]")
-        lines.append(f"| {steps} step{'s' * (steps > 1)} γ = {gamma} | " + " | ".join(cells) + " |")
+        label = f"Heun {steps}" if kind == "solve" else f"{steps} step{'s' * (steps > 1)} γ = {gamma}"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
         goal = GOALS.get((steps, gamma)) if kind == "goals" else None
         if goal:
             for m in ("mean", "pooled"):
                 verdicts.append(f"- {goal[0]} ({m}, {len(rows)} sets pooled): Δ {100 * pooled[m]['diff']:+.1f} "
                                 f"points → {goal_verdict(pooled[m], goal[1])}.")
+    if kind == "solve":
+        return lines + [""]
     if kind == "students":
         return lines + ["", f"Candidate: `{results[0]['students']['candidate']}`.", ""]
     teachers = [f"{100 * res['goals'][0]['mean']:.0f} %" for res in results]
@@ -407,7 +414,7 @@ def main(argv=None) -> int:
                    help="--tables solve: the teacher's Heun step counts to pair against its 40 steps")
     p.add_argument("--note", default=None, help="a provenance line for the markdown")
     p.add_argument("--pool", nargs="+", metavar="JSON", default=None,
-                   help="pool these --tables goals (or --tables students) runs on independent prompt sets into --out; "
+                   help="pool these --tables goals (or students, or solve) runs on independent prompt sets into --out; "
                         "generates nothing")
     args = p.parse_args(argv)
     if not (np.isfinite(args.nu) and args.nu >= 0):

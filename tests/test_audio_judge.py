@@ -145,7 +145,7 @@ def test_pool_reads_students_runs_and_refuses_mixed_kinds(bench):
     goals = {"prompt_seed": 1, "n_prompts": 8, "goals": []}
     with pytest.raises(ValueError, match="mix"):
         bench.pooled_lines([runs[0], goals], ["a", "b"])
-    with pytest.raises(ValueError, match="goals or by --tables students"):
+    with pytest.raises(ValueError, match="exactly one of --tables goals, students or solve"):
         bench.pooled_lines([{"prompt_seed": 0}], ["a"])
 
 
@@ -249,6 +249,16 @@ def test_solve_table_pairs_shorter_teacher_solves_against_the_cached_reference(b
     assert all(short[m]["lo"] <= short[m]["diff"] <= short[m]["hi"] for m in ("mean", "pooled"))
     assert (rows[1]["nfe"], rows[2]["nfe"]) == (6, 2)  # Heun: 2K − 1 guided evaluations, each a CFG pair
     assert "K Heun steps minus 2" in lines[0] and len([ln for ln in lines if ln.startswith("| teacher")]) == 3
+    d8, d9 = {"diff": -0.01, "lo": -0.03, "hi": 0.01}, {"diff": 0.02, "lo": -0.02, "hi": 0.06}
+    runs = [{"prompt_seed": k, "n_prompts": 4, "solve": [rows[0], {**rows[2], "vs_teacher": {"mean": d, "pooled": d}}]}
+            for k, d in ((8, d8), (9, d9))]
+    pooled = bench.pooled_lines(runs, ["set 8", "set 9"])
+    row = next(ln for ln in pooled if ln.startswith("| Heun 1 |"))
+    want = bench.pool_sets([d8, d9])
+    assert f"{100 * want['diff']:+.1f} ({100 * want['lo']:+.1f}, {100 * want['hi']:+.1f})" in row
+    assert not any(ln.startswith("| Heun 2 |") for ln in pooled)  # the reference row is not a difference
+    with pytest.raises(ValueError, match="cannot mix kinds of runs"):
+        bench.pooled_lines([runs[0], {"prompt_seed": 1, "n_prompts": 4, "goals": goals}], ["a", "b"])
     for bad in (["--tables", "solv"], ["--tables", "solve", "--solve-steps", "0"],
                 ["--tables", "solve", "--solve-steps", "x"]):
         with pytest.raises(SystemExit) as err:
