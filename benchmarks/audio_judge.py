@@ -200,24 +200,39 @@ CTM_ROWS = ((1, 0.0), (2, 0.0), (4, 0.0), (4, 0.3))  # (steps, γ) of the goals 
 GOALS = {(1, 0.0): ("1 step within 5 points of the teacher", -0.05), (4, 0.0): ("4 steps, γ = 0, ≥ teacher", 0.0)}
 
 
+def teacher_reference(pipe, prompts, batch: int, clips: list, quick: bool = False,
+                      teacher_cache: str | Path | None = None) -> dict:
+    """The 40-step teacher row (2 steps with ``quick``) that the goals, solve and ctm tables compare against, its
+    per-clip verdicts appended to ``clips``, read from ``teacher_cache`` when it holds them."""
+    steps_t = 2 if quick else 40
+    row = {"sampler": "teacher heun", "steps": steps_t, "γ": "—",
+           **evaluate_teacher(pipe, prompts, batch, clips, teacher_cache, steps=steps_t)}
+    print(row, flush=True)
+    return row
+
+
+def paired_to(ref_clips: list, pipe, prompts, batch: int, label: dict, **kw) -> dict:
+    """``label`` + ``evaluate(pipe, ..., **kw)``'s row, with its paired difference to ``ref_clips`` as vs_teacher."""
+    clips: list = []
+    row = {**label, **evaluate(pipe, prompts, batch, per_clip=clips, **kw)}
+    row["vs_teacher"] = paired_bootstrap(ref_clips, clips)
+    print(row, flush=True)
+    return row
+
+
+PAIRED_HEAD = ["sampler", "steps", "γ", *ATTRS, "mean", "pooled", "Δ mean (95 % CI)", "Δ pooled (95 % CI)"]
+
+
 def goals_table(pipe, prompts, batch: int, guidance: float, quick: bool = False,
                 teacher_cache: str | Path | None = None, nu: float = 1.0) -> tuple[list[dict], list[str]]:
     """The SoundCTM goals, paired: the 40-step teacher and CTM rows on the same prompts and seeds, each CTM row with
     its difference to the teacher (mean over attributes and pooled) and a 95 % paired-bootstrap interval. The
     teacher's verdicts come from ``teacher_cache`` when it holds them (see ``evaluate_teacher``); the CTM rows
     sample with ν-sampling at ``nu`` (1: the conditional jump alone)."""
-    steps_t = 2 if quick else 40
-    teacher_clips: list = []
-    rows = [{"sampler": "teacher heun", "steps": steps_t, "γ": "—",
-             **evaluate_teacher(pipe, prompts, batch, teacher_clips, teacher_cache, steps=steps_t)}]
-    print(rows[-1], flush=True)
-    for steps, gamma in CTM_ROWS:
-        clips: list = []
-        row = {"sampler": "ctm", "steps": steps, "γ": gamma,
-               **evaluate(pipe, prompts, batch, per_clip=clips, steps=steps, gamma=gamma, nu=nu)}
-        row["vs_teacher"] = paired_bootstrap(teacher_clips, clips)
-        rows.append(row)
-        print(row, flush=True)
+    ref_clips: list = []
+    rows = [teacher_reference(pipe, prompts, batch, ref_clips, quick, teacher_cache)]
+    rows += [paired_to(ref_clips, pipe, prompts, batch, {"sampler": "ctm", "steps": steps, "γ": gamma},
+                       steps=steps, gamma=gamma, nu=nu) for steps, gamma in CTM_ROWS]
     return rows, goals_lines(rows, guidance, nu)
 
 
@@ -226,21 +241,12 @@ def solve_table(pipe, prompts, batch: int, guidance: float, steps_list: tuple[in
     """The teacher's Heun solve at fewer steps, paired against its 40-step row on the same prompts and seeds: how
     much a coarser solve (e.g. the 17 steps of the cached distillation trajectories, ``teacher_pairs.py --steps``)
     loses on the judge."""
-    steps_t = 2 if quick else 40
     ref_clips: list = []
-    rows = [{"sampler": "teacher heun", "steps": steps_t, "γ": "—",
-             **evaluate_teacher(pipe, prompts, batch, ref_clips, teacher_cache, steps=steps_t)}]
-    print(rows[-1], flush=True)
-    for k in steps_list:
-        clips: list = []
-        row = {"sampler": "teacher heun", "steps": k, "γ": "—",
-               **evaluate(pipe, prompts, batch, per_clip=clips, steps=k, sampler="teacher")}
-        row["vs_teacher"] = paired_bootstrap(ref_clips, clips)
-        rows.append(row)
-        print(row, flush=True)
-    head = ["sampler", "steps", "γ", *ATTRS, "mean", "pooled", "Δ mean (95 % CI)", "Δ pooled (95 % CI)", "NFE"]
-    lines = [f"## Teacher solve length at ω = {guidance}: K Heun steps minus {steps_t}, paired over the same prompts",
-             "", *md_head(head)]
+    rows = [teacher_reference(pipe, prompts, batch, ref_clips, quick, teacher_cache)]
+    rows += [paired_to(ref_clips, pipe, prompts, batch, {"sampler": "teacher heun", "steps": k, "γ": "—"},
+                       steps=k, sampler="teacher") for k in steps_list]
+    lines = [f"## Teacher solve length at ω = {guidance}: K Heun steps minus {rows[0]['steps']}, paired over the "
+             "same prompts", "", *md_head([*PAIRED_HEAD, "NFE"])]
     lines += [paired_row(r, "vs_teacher", (str(r["nfe"]),)) for r in rows]
     return rows, lines + [""]
 
@@ -263,10 +269,9 @@ def students_table(pipe, candidate, prompts, batch: int, nu: float = 1.0) -> tup
                          **evaluate(p, prompts, batch, per_clip=clips[name], steps=steps, gamma=gamma, nu=nu)})
         rows[-1]["vs_base"] = paired_bootstrap(clips["base"], clips["candidate"])
         print(rows[-2], rows[-1], sep="\n", flush=True)
-    head = ["sampler", "steps", "γ", *ATTRS, "mean", "pooled", "Δ mean (95 % CI)", "Δ pooled (95 % CI)"]
     lines = [f"## Candidate student minus the pipeline's student, paired over the same prompts and seeds{nu_label(nu)}",
              "",
-             *md_head(head)]
+             *md_head(PAIRED_HEAD)]
     lines += [paired_row(r, "vs_base") for r in rows]
     return rows, lines + [""]
 
@@ -297,10 +302,9 @@ def nu_label(nu: float) -> str:
 
 def goals_lines(rows: list[dict], guidance: float, nu: float = 1.0) -> list[str]:
     """Markdown for goals_table's rows."""
-    head = ["sampler", "steps", "γ", *ATTRS, "mean", "pooled", "Δ mean (95 % CI)", "Δ pooled (95 % CI)", "NFE"]
     lines = [f"## Goals at ω = {guidance}{nu_label(nu)}: CTM minus the {rows[0]['steps']}-step teacher, paired over "
              "the same prompts", "", "Δ in points; the interval resamples prompts (2000 paired bootstrap draws).", "",
-             *md_head(head)]
+             *md_head([*PAIRED_HEAD, "NFE"])]
     lines += [paired_row(r, "vs_teacher", (str(r["nfe"]),)) for r in rows]
     lines.append("")
     for r in rows:
@@ -481,9 +485,7 @@ def main(argv=None) -> int:
         lines += table("Teacher (Heun) × guidance", rows, ["steps", "ω"])
     cache = None if args.no_teacher_cache or args.quick else args.teacher_cache
     if "ctm" in tables:
-        rows = [{"sampler": "teacher heun", "steps": 40 if not args.quick else 2, "γ": "—",
-                 **evaluate_teacher(pipe, prompts, args.batch, [], cache, steps=40 if not args.quick else 2)}]
-        print(rows[-1], flush=True)
+        rows = [teacher_reference(pipe, prompts, args.batch, [], args.quick, cache)]
         for steps in ((1, 2) if args.quick else (1, 2, 4, 8, 16)):
             for gamma in (0.0, 0.3, 0.6, 1.0):
                 rows.append({"sampler": "ctm", "steps": steps, "γ": gamma,

@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     command = "python benchmarks/speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
     with_extension(out, ".json").write_text(json.dumps({"load_seconds": load_s, "command": command, "rows": rows},
-                                                   indent=2) + "\n")
+                                                       indent=2) + "\n")
     with_extension(out, ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

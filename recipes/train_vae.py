@@ -87,8 +87,7 @@ def cached_mels(out_dir: Path, n: int, seed: int, split: str) -> torch.Tensor:
     if path.is_file():
         return load_file(str(path))["mels"]
     mels = synthcaps_mels(n, seed, split)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:  # creates out_dir
         save_file({"mels": mels.contiguous()}, str(tmp))
     return mels
 

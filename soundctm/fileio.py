@@ -3,7 +3,8 @@
 - ``with_extension(out, ".md")``: ``--out`` stems become ``stem.md`` / ``stem.json`` / ``stem.png``. A stem with a dot
   in it (``goals_nu1.5_seed8``) keeps it; ``Path.with_suffix`` would cut it at ``.5_seed8`` so that two runs
   wrote the same file.
-- ``atomic_path(path)``: a temporary name beside ``path`` for any writer (``save_file``, ``savefig``, ...), renamed
+- ``atomic_path(path)``: a temporary name beside ``path`` for a writer that does not read the format from the
+  name (``save_file``, ``write_text``; ``savefig`` would need ``format=``), renamed
   over ``path`` only when the block finishes; on an error the temporary file is removed and ``path`` is left as
   it was. A reader never sees half a file. (Checkpoint *folders* have their own protocol in
   ``soundctm.train.checkpoint``.)
