@@ -392,9 +392,39 @@ def pooled_lines(results: list[dict], names: list[str]) -> list[str]:
     if kind == "solve":
         return lines + [""]
     if kind == "students":
-        return lines + ["", f"Candidate: `{results[0]['students']['candidate']}`.", ""]
+        return lines + ["", f"Candidate: `{results[0]['students']['candidate']}`.", "", *attribute_lines(results)]
     teachers = [f"{100 * res['goals'][0]['mean']:.0f} %" for res in results]
-    return lines + ["", "Teacher Heun 40, mean accuracy per set: " + " / ".join(teachers) + ".", "", *verdicts, ""]
+    return lines + ["", "Teacher Heun 40, mean accuracy per set: " + " / ".join(teachers) + ".", "", *verdicts, "",
+                    *attribute_lines(results)]
+
+
+def attribute_lines(results: list[dict]) -> list[str]:
+    """Markdown: where the pooled Δ comes from. Per CTM row and attribute, the accuracy difference to the same
+    reference the rows are paired against (the teacher in goals runs, the pipeline's student in students runs),
+    averaged over the sets with equal weights: the sets are equal-sized draws, and the runs keep each attribute's
+    accuracy but not its per-clip verdicts, so there is no interval. An attribute no prompt of a set asked for is
+    left out of that set's share."""
+    kind = run_kind(results[0])
+    rows_of, sampler, _, what, _ = POOL_KINDS[kind]
+
+    def find(res, name, steps, gamma):
+        return next((r for r in rows_of(res) if r["sampler"] == name and r["steps"] == steps and r["γ"] == gamma),
+                    None)
+
+    lines = ["### Per attribute", "", f"Δ = {what} in points per attribute, the plain mean over the sets (no interval: "
+             "the runs keep each attribute's accuracy, not its per-clip verdicts).", "", *md_head(["CTM", *ATTRS])]
+    for steps, gamma in CTM_ROWS:
+        pairs = [(find(res, sampler, steps, gamma),
+                  rows_of(res)[0] if kind == "goals" else find(res, "ctm (base)", steps, gamma)) for res in results]
+        if any(row is None or ref is None for row, ref in pairs):
+            continue
+        cells = []
+        for a in ATTRS:
+            d = [row[a] - ref[a] for row, ref in pairs
+                 if row.get(a) is not None and ref.get(a) is not None and np.isfinite(row[a] - ref[a])]
+            cells.append(f"{100 * float(np.mean(d)):+.1f}" if d else "—")
+        lines.append(f"| {steps} step{'s' * (steps > 1)} γ = {gamma} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def main(argv=None) -> int:

@@ -264,3 +264,43 @@ def test_solve_table_pairs_shorter_teacher_solves_against_the_cached_reference(b
         with pytest.raises(SystemExit) as err:
             bench.main(["--quick", *bad])
         assert err.value.code == 2
+
+
+def test_pool_breaks_the_difference_down_per_attribute(bench):
+    """--pool's per-attribute table: each CTM row's accuracy minus its reference (the teacher row of a goals run, the
+    base student's row of a students run) per attribute, the plain mean over the sets; an attribute a set did not
+    ask for (None) is left out of that set's share."""
+    d = {"diff": 0.0, "lo": -0.01, "hi": 0.01}
+
+    def accs(base, count):
+        return {"family": base, "pitch": base, "count": count, "sweep": None, "loudness": base}
+
+    def goals_run(seed, teacher_count, ctm_count, sweep):
+        rows = [{"sampler": "teacher heun", "steps": 40, "γ": "—", "mean": 0.8, **accs(0.8, teacher_count)}]
+        for steps, gamma in bench.CTM_ROWS:
+            rows.append({"sampler": "ctm", "steps": steps, "γ": gamma, "vs_teacher": {"mean": d, "pooled": d},
+                         **accs(0.8, ctm_count), "sweep": sweep})
+        rows[0]["sweep"] = 0.5 if sweep is not None else None
+        return {"prompt_seed": seed, "n_prompts": 8, "goals": rows}
+
+    runs = [goals_run(0, 0.70, 0.66, 0.6), goals_run(1, 0.80, 0.70, None)]
+    table = bench.attribute_lines(runs)
+    row = next(line for line in table if line.startswith("| 4 steps γ = 0.0 |")).split("|")[2:-1]
+    cells = dict(zip(bench.ATTRS, (c.strip() for c in row)))
+    assert cells["count"] == f"{100 * ((0.66 - 0.70) + (0.70 - 0.80)) / 2:+.1f}" == "-7.0"
+    assert cells["family"] == "+0.0" and cells["sweep"] == "+10.0"  # only set 0 asked for sweeps
+    assert table == bench.pooled_lines(runs, ["a", "b"])[-len(table):]
+
+    def students_run(base_count, cand_count):
+        rows = []
+        for steps, gamma in bench.CTM_ROWS:
+            rows.append({"sampler": "ctm (base)", "steps": steps, "γ": gamma, **accs(0.9, base_count)})
+            rows.append({"sampler": "ctm (candidate)", "steps": steps, "γ": gamma,
+                         "vs_base": {"mean": d, "pooled": d}, **accs(0.9, cand_count + steps / 100)})
+        return {"prompt_seed": 0, "n_prompts": 8, "students": {"candidate": "runs/x/student", "rows": rows}}
+
+    table = bench.attribute_lines([students_run(0.5, 0.5), students_run(0.6, 0.6)])
+    one = next(line for line in table if line.startswith("| 1 step γ = 0.0 |"))
+    four = next(line for line in table if line.startswith("| 4 steps γ = 0.0 |"))
+    assert one.split("|")[4].strip() == "+1.0" and four.split("|")[4].strip() == "+4.0"
+    assert all(line.split("|")[5].strip() == "—" for line in (one, four))
