@@ -341,6 +341,16 @@ POOL_KINDS = {  # what --pool reads from each kind of run: its rows, the CTM row
 }
 
 
+def find_row(rows: list[dict], sampler: str, steps: int, gamma) -> dict | None:
+    """The row of ``rows`` with this sampler, step count and γ, or None."""
+    return next((r for r in rows if r["sampler"] == sampler and r["steps"] == steps and r["γ"] == gamma), None)
+
+
+def ctm_label(steps: int, gamma) -> str:
+    """A pooled table's row name: "1 step γ = 0.0", "4 steps γ = 0.3"."""
+    return f"{steps} step{'s' * (steps > 1)} γ = {gamma}"
+
+
 def run_kind(res: dict) -> str:
     """Which table a benchmark JSON holds: "goals", "students" or "solve" (ValueError otherwise)."""
     kinds = [k for k in POOL_KINDS if k in res]
@@ -369,8 +379,7 @@ def pooled_lines(results: list[dict], names: list[str]) -> list[str]:
     verdicts = []
     row_keys = CTM_ROWS if kind != "solve" else [(r["steps"], r["γ"]) for r in rows_of(results[0]) if key in r]
     for steps, gamma in row_keys:
-        rows = [next((r for r in rows_of(res) if r["sampler"] == sampler and r["steps"] == steps
-                      and r["γ"] == gamma), None) for res in results]
+        rows = [find_row(rows_of(res), sampler, steps, gamma) for res in results]
         if any(r is None for r in rows):
             continue
         cells, pooled = [], {}
@@ -382,7 +391,7 @@ def pooled_lines(results: list[dict], names: list[str]) -> list[str]:
         pm, pp = pooled["mean"], pooled["pooled"]
         cells.append(f"{100 * pm['diff']:+.1f} ({100 * pm['lo']:+.1f}, {100 * pm['hi']:+.1f}) "
                      f"[{100 * pp['diff']:+.1f} ({100 * pp['lo']:+.1f}, {100 * pp['hi']:+.1f})]")
-        label = f"Heun {steps}" if kind == "solve" else f"{steps} step{'s' * (steps > 1)} γ = {gamma}"
+        label = f"Heun {steps}" if kind == "solve" else ctm_label(steps, gamma)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
         goal = GOALS.get((steps, gamma)) if kind == "goals" else None
         if goal:
@@ -406,16 +415,12 @@ def attribute_lines(results: list[dict]) -> list[str]:
     left out of that set's share."""
     kind = run_kind(results[0])
     rows_of, sampler, _, what, _ = POOL_KINDS[kind]
-
-    def find(res, name, steps, gamma):
-        return next((r for r in rows_of(res) if r["sampler"] == name and r["steps"] == steps and r["γ"] == gamma),
-                    None)
-
     lines = ["### Per attribute", "", f"Δ = {what} in points per attribute, the plain mean over the sets (no interval: "
              "the runs keep each attribute's accuracy, not its per-clip verdicts).", "", *md_head(["CTM", *ATTRS])]
     for steps, gamma in CTM_ROWS:
-        pairs = [(find(res, sampler, steps, gamma),
-                  rows_of(res)[0] if kind == "goals" else find(res, "ctm (base)", steps, gamma)) for res in results]
+        pairs = [(find_row(rows_of(res), sampler, steps, gamma),
+                  rows_of(res)[0] if kind == "goals" else find_row(rows_of(res), "ctm (base)", steps, gamma))
+                 for res in results]
         if any(row is None or ref is None for row, ref in pairs):
             continue
         cells = []
@@ -423,7 +428,7 @@ def attribute_lines(results: list[dict]) -> list[str]:
             d = [row[a] - ref[a] for row, ref in pairs
                  if row.get(a) is not None and ref.get(a) is not None and np.isfinite(row[a] - ref[a])]
             cells.append(f"{100 * float(np.mean(d)):+.1f}" if d else "—")
-        lines.append(f"| {steps} step{'s' * (steps > 1)} γ = {gamma} | " + " | ".join(cells) + " |")
+        lines.append(f"| {ctm_label(steps, gamma)} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
