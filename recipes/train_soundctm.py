@@ -64,6 +64,17 @@ class GANConfig:
     weight: float = 1.0  # scaled by the adaptive weight ‖∇L_CTM‖/‖∇L_GAN‖ as in CTM
     start_step: int = 0
     hidden: int = 32
+    # where the fakes come from: "noise" = the 1-step jump G(x_T, T, σ_min) at ω = 1 (CTM's term); "pairs" = the
+    # jump to σ_min from the start of a sampler jump (ctm.pairs_steps) on a cached guided-teacher trajectory, at
+    # that trajectory's ω and caption (needs ctm.pairs_path), so the term reaches the multi-step sampler's states
+    source: str = "noise"
+    batch: int = 8  # fakes per step for source "pairs" (reals: the first as many latents of the batch)
+    # the discriminator sees teacher features of real and fake latents noised to σ_D, log-uniform in this range
+    # (one σ_D per sample; (0.002, 0.002) = clean, as CTM); a larger σ_D hides texture and leaves coarse structure
+    sigma_range: tuple[float, float] = (0.002, 0.002)
+    # the generator term's weight ramps linearly from 0 over this many steps after start_step while the
+    # discriminator already learns (0 = full weight at once): a random discriminator's gradient is noise
+    ramp_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -92,32 +103,65 @@ def teacher_features(teacher: TextUNet, sigma_data: float):
     return features
 
 
-def with_gan(base_loss, features, cfg: SoundCTMRecipeConfig, sigma_data: float):
-    """Add CTM's GAN term: the discriminator sees teacher features of real latents and of 1-step-to-σ_min
-    student samples; generator and discriminator losses are summed, each reaching only its own parameters."""
+def draw_log_uniform(n: int, lo: float, hi: float, rng: torch.Generator, device) -> torch.Tensor:
+    """``n`` noise levels log-uniform in [lo, hi] (all ``lo`` when lo == hi)."""
+    u = torch.rand(n, generator=rng, device=rng.device).to(device)
+    return lo * (hi / lo) ** u  # exactly lo when lo == hi
+
+
+def with_gan(base_loss, features, cfg: SoundCTMRecipeConfig, sigma_data: float, pairs=None, text=None):
+    """Add CTM's GAN term: the discriminator sees teacher features of real latents and of student samples at
+    σ_min (``gan.source``: 1-step from noise, or jumps from cached teacher trajectory states, see GANConfig), both
+    noised to σ_D from ``gan.sigma_range``; generator and discriminator losses are summed, each reaching only its
+    own parameters."""
+    g = cfg.gan
+    lo, hi = g.sigma_range
 
     def loss_fn(batch, models, step, rng):
         loss, logs = base_loss(batch, models, step, rng)
-        if step < cfg.gan.start_step:
+        if step < g.start_step:
             return loss, logs
         x0, tokens, mask = batch["latent"], batch["tokens"], batch["mask"]
-        b = x0.shape[0]
-        t = torch.full((b,), 80.0, device=x0.device)
-        s = torch.full((b,), 0.002, device=x0.device)
-        x_T = torch.randn(x0.shape, generator=rng, device=x0.device) * 80.0
-        fake = CTMPrecond(models["net"], sigma_data)(x_T, t, s, tokens=tokens, mask=mask)
+        dev = x0.device
+        G = CTMPrecond(models["net"], sigma_data)
+        if g.source == "pairs":
+            states, grid = pairs["states"], pairs["grid"]
+            i = torch.randint(0, len(pairs["omega"]), (g.batch,), generator=rng, device=rng.device).cpu()
+            a, _ = draw_jumps(len(i), cfg.ctm.pairs_steps, len(grid) - 1, rng)
+            cap = pairs["caption_index"][i]
+            f_tokens, f_mask = text.tokens[cap].to(dev), text.mask[cap].to(dev)
+            t = grid[a].to(dev)
+            s_min = torch.full_like(t, cfg.ctm.sigma_min)
+            fake = G(states[i, a].to(dev), t, s_min, tokens=f_tokens, mask=f_mask, omega=pairs["omega"][i].to(dev))
+            n_real = min(g.batch, x0.shape[0])
+            x0, tokens, mask = x0[:n_real], tokens[:n_real], mask[:n_real]
+        else:
+            b = x0.shape[0]
+            t = torch.full((b,), cfg.ctm.sigma_max, device=dev)
+            s_min = torch.full((b,), cfg.ctm.sigma_min, device=dev)
+            x_T = torch.randn(x0.shape, generator=rng, device=rng.device).to(dev) * cfg.ctm.sigma_max
+            fake = G(x_T, t, s_min, tokens=tokens, mask=mask)
+            f_tokens, f_mask = tokens, mask
+        sd_f = draw_log_uniform(fake.shape[0], lo, hi, rng, dev)
+        sd_r = draw_log_uniform(x0.shape[0], lo, hi, rng, dev)
+        eps_f = torch.randn(fake.shape, generator=rng, device=rng.device).to(dev)
+        eps_r = torch.randn(x0.shape, generator=rng, device=rng.device).to(dev)
+        noisy_f = fake + append_dims(sd_f, fake.ndim) * eps_f
         disc = models["disc"]
         frozen = {k: v.detach() for k, v in disc.named_parameters()}
-        logits_g = torch.func.functional_call(disc, frozen, (features(fake, s, tokens, mask),))
+        logits_g = torch.func.functional_call(disc, frozen, (features(noisy_f, sd_f, f_tokens, f_mask),))
         loss_g = losses.gan_generator_loss(logits_g).mean()
         with torch.no_grad():
-            f_real, f_fake = features(x0, s, tokens, mask), features(fake.detach(), s, tokens, mask)
+            f_real = features(x0 + append_dims(sd_r, x0.ndim) * eps_r, sd_r, tokens, mask)
+            f_fake = features(noisy_f.detach(), sd_f, f_tokens, f_mask)
         loss_d = losses.gan_discriminator_loss(disc(f_real), disc(f_fake)).mean()
         from soundctm.train.tasks import last_layer_weight
 
         lam = losses.adaptive_weight(loss, loss_g, last_layer_weight(models["net"]))
-        logs.update({"train/gan_g": loss_g.detach(), "train/gan_d": loss_d.detach()})
-        return loss + cfg.gan.weight * lam * loss_g + loss_d, logs
+        if g.ramp_steps > 0:
+            lam = lam * min(1.0, (step - g.start_step) / g.ramp_steps)
+        logs.update({"train/gan_g": loss_g.detach(), "train/gan_d": loss_d.detach(), "train/gan_lambda": lam})
+        return loss + g.weight * lam * loss_g + loss_d, logs
 
     return loss_fn
 
@@ -227,6 +271,14 @@ def main(argv: list[str] | None = None) -> int:
                                  f"{c.pairs_weight}")
             states, grid = path_states(pairs, c)
             pairs = {"states": states, "grid": grid, **{k: pairs[k] for k in ("omega", "caption_index")}}
+        g = cfg.gan
+        if g.source not in ("noise", "pairs"):
+            raise ValueError(f"gan.source must be noise or pairs, got {g.source!r}")
+        if g.enabled and g.source == "pairs" and pairs is None:
+            raise ValueError("gan.source=pairs needs ctm.pairs_path (cached teacher trajectories)")
+        if g.batch < 1 or g.ramp_steps < 0 or not 0 < g.sigma_range[0] <= g.sigma_range[1]:
+            raise ValueError(f"gan.batch must be >= 1, gan.ramp_steps >= 0 and gan.sigma_range (lo, hi) with "
+                             f"0 < lo <= hi, got {g.batch}, {g.ramp_steps}, {g.sigma_range}")
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"train_soundctm: {err}", file=sys.stderr)
         return 2
@@ -255,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         chans = [*teacher.unet.config.block_out_channels, teacher.unet.config.block_out_channels[-1]]
         models["disc"] = FeatureDiscriminator(chans, cfg.gan.hidden)
         trainable.append("disc")
-        loss_fn = with_gan(loss_fn, features, cfg, c.sigma_data)
+        loss_fn = with_gan(loss_fn, features, cfg, c.sigma_data, pairs, data.text)
     with Trainer(cfg.train, run_config=cfg) as trainer:
         trainer.fit(models, loss_fn, data.batched(), trainable=trainable, collate_fn=whole_batch)
         out = Path(cfg.export_dir) if cfg.export_dir else trainer.out_dir / "student"

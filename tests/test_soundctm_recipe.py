@@ -271,3 +271,38 @@ def test_average_students_is_the_elementwise_mean_and_refuses_other_architecture
     TwoTimeTextUNet.from_teacher(TextUNet.from_config(big)).save_pretrained(tmp_path / "big")
     assert avg.main([str(tmp_path / "a"), str(tmp_path / "big"), "--out", str(tmp_path / "x")]) == 2
     assert avg.main([str(tmp_path / "a"), str(tmp_path / "none"), "--out", str(tmp_path / "x")]) == 2
+
+
+def test_gan_on_trajectory_jumps_reaches_the_student_and_checks_its_arguments(parts, tmp_path):
+    """gan.source=pairs: fakes are jumps to σ_min from cached teacher trajectory states, judged by the discriminator
+    at noised features (gan.sigma_range); its generator term changes the student (weight 1 vs 0, same draws) and
+    both losses are logged finite; a pairs source without a pairs file, an unknown source or a bad σ_D range exit 2."""
+    root, cache = parts
+    teacher_pairs = load_recipe("teacher_pairs")
+    pairs = tmp_path / "p.safetensors"
+    assert teacher_pairs.main(["--teacher", str(root / "teacher"), "--cache-dir", str(cache), "--steps", "5",
+                               "--batch", "4", "--path", "4", "--n", "4", "--out", str(pairs)]) == 0
+    common = ["gan.enabled=true", "gan.source=pairs", "gan.batch=3", "gan.sigma_range=[0.1,2.0]",
+              f"ctm.pairs_path={pairs}", "ctm.pairs_steps=[1,2,4]", "ctm.distance=l2", "train.lr=1e-3"]
+    assert run(root, cache, "gan_pairs", *common) == 0
+    assert run(root, cache, "gan_pairs0", *common, "gan.weight=0") == 0
+    a, b = (TwoTimeTextUNet.from_pretrained(root / n / "student").state_dict() for n in ("gan_pairs", "gan_pairs0"))
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    logs = [json.loads(line) for f in (root / "gan_pairs" / "logs").glob("*.jsonl")
+            for line in f.read_text().splitlines() if line.strip()]
+    seen = [r for r in logs if "train/gan_d" in r]
+    assert seen and all(torch.isfinite(torch.tensor([r["train/gan_d"], r["train/gan_g"], r["train/gan_lambda"]])).all()
+                        for r in seen)
+    assert run(root, cache, "gan_bad", "gan.enabled=true", "gan.source=pairs") == 2
+    assert run(root, cache, "gan_bad2", *common, "gan.source=data") == 2
+    assert run(root, cache, "gan_bad3", *common, "gan.sigma_range=[2.0,0.1]") == 2
+    assert run(root, cache, "gan_bad4", *common, "gan.ramp_steps=-1") == 2
+
+
+def test_draw_log_uniform_stays_in_its_range():
+    rng = torch.Generator().manual_seed(0)
+    s = train_soundctm.draw_log_uniform(4000, 0.1, 10.0, rng, "cpu")
+    assert s.min() >= 0.1 and s.max() <= 10.0
+    # log-uniform: half the draws below the geometric mean 1.0
+    assert abs((s < 1.0).float().mean().item() - 0.5) < 0.05
+    assert torch.equal(train_soundctm.draw_log_uniform(3, 0.002, 0.002, rng, "cpu"), torch.full((3,), 0.002))

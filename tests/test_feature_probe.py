@@ -1,0 +1,31 @@
+import pytest
+import torch
+from recipe_utils import load_benchmark
+
+probe = load_benchmark("feature_probe")
+
+
+def test_probe_tells_shifted_gaussians_apart_and_not_identical_ones():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(400, 10, generator=g)
+    shifted = torch.randn(400, 10, generator=g) + 0.6 * torch.ones(10) / 10**0.5 * 3
+    same = torch.randn(400, 10, generator=g)
+    # means 1.9 apart along one direction: the Bayes accuracy is Φ(0.95) ≈ 0.83
+    assert probe.probe_accuracy(a, shifted) > 0.75
+    assert abs(probe.probe_accuracy(a, same) - 0.5) < 0.08
+
+
+def test_probe_keeps_pairs_on_one_side_of_the_split():
+    """b = a + small noise in more dimensions than rows: the probe can memorise its training rows, so a row whose
+    partner it trained on (with the other label) is scored wrong. Kept together, pairs leave it at chance; with
+    the partners shuffled apart, the same data reads far below chance."""
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(100, 400, generator=g)
+    b = a + 0.05 * torch.randn(100, 400, generator=g)
+    assert abs(probe.probe_accuracy(a, b) - 0.5) < 0.1
+    assert probe.probe_accuracy(a, b[torch.randperm(100, generator=g)]) < 0.4
+
+
+def test_probe_refuses_mismatched_sets():
+    with pytest.raises(ValueError, match="a and b"):
+        probe.probe_accuracy(torch.zeros(10, 3), torch.zeros(9, 3))
