@@ -40,13 +40,13 @@ def probe_accuracy(a: torch.Tensor, b: torch.Tensor, seed: int = 0, iters: int =
     n = len(a)
     perm = torch.randperm(n, generator=g)
     tr, te = perm[: n // 2], perm[n // 2:]
-    x = torch.cat([a, b]).double()
-    x = (x - x.mean(0)) / (x.std(0) + 1e-8)
-    xa, xb = x[:n], x[n:]
+    xa, xb = a.double(), b.double()
     x_tr, x_te = torch.cat([xa[tr], xb[tr]]), torch.cat([xa[te], xb[te]])
+    mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-8  # standardised with the training half's statistics alone
+    x_tr, x_te = (x_tr - mu) / sd, (x_te - mu) / sd
     y_tr = torch.cat([torch.ones(len(tr)), torch.zeros(len(tr))]).double()
     y_te = torch.cat([torch.ones(len(te)), torch.zeros(len(te))]).double()
-    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    w = torch.zeros(a.shape[1], dtype=torch.float64, requires_grad=True)
     c = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.Adam([w, c], lr=1e-2)
     with torch.enable_grad():

@@ -70,7 +70,8 @@ class GANConfig:
     source: str = "noise"
     batch: int = 8  # fakes per step for source "pairs" (reals: the first as many latents of the batch)
     # the discriminator sees teacher features of real and fake latents noised to σ_D, log-uniform in this range
-    # (one σ_D per sample; (0.002, 0.002) = clean, as CTM); a larger σ_D hides texture and leaves coarse structure
+    # (one σ_D per sample; (0.002, 0.002) = σ_min, effectively clean as in CTM); a larger σ_D hides texture and
+    # leaves coarse structure
     sigma_range: tuple[float, float] = (0.002, 0.002)
     # the generator term's weight ramps linearly from 0 over this many steps after start_step while the
     # discriminator already learns (0 = full weight at once): a random discriminator's gradient is noise
