@@ -126,14 +126,8 @@ def with_gan(base_loss, features, cfg: SoundCTMRecipeConfig, sigma_data: float, 
         dev = x0.device
         G = CTMPrecond(models["net"], sigma_data)
         if g.source == "pairs":
-            states, grid = pairs["states"], pairs["grid"]
-            i = torch.randint(0, len(pairs["omega"]), (g.batch,), generator=rng, device=rng.device).cpu()
-            a, _ = draw_jumps(len(i), cfg.ctm.pairs_steps, len(grid) - 1, rng)
-            cap = pairs["caption_index"][i]
-            f_tokens, f_mask = text.tokens[cap].to(dev), text.mask[cap].to(dev)
-            t = grid[a].to(dev)
-            s_min = torch.full_like(t, cfg.ctm.sigma_min)
-            fake = G(states[i, a].to(dev), t, s_min, tokens=f_tokens, mask=f_mask, omega=pairs["omega"][i].to(dev))
+            x_a, _, t, _, omega, f_tokens, f_mask = draw_pair_jumps(pairs, text, cfg.ctm.pairs_steps, g.batch, rng, dev)
+            fake = G(x_a, t, torch.full_like(t, cfg.ctm.sigma_min), tokens=f_tokens, mask=f_mask, omega=omega)
             n_real = min(g.batch, x0.shape[0])
             x0, tokens, mask = x0[:n_real], tokens[:n_real], mask[:n_real]
         else:
@@ -199,24 +193,28 @@ def draw_jumps(n: int, steps: tuple[int, ...], M: int, rng: torch.Generator) -> 
     return a * stride, (a + 1) * stride
 
 
+def draw_pair_jumps(pairs: dict[str, torch.Tensor], text, steps: tuple[int, ...], n: int, rng: torch.Generator,
+                    dev) -> tuple[torch.Tensor, ...]:
+    """``n`` cached teacher trajectories drawn uniformly, each with one sampler jump (a, b) from ``draw_jumps``:
+    (x_a, x_b, σ_a, σ_b, ω, tokens, mask) on ``dev``. ``pairs`` as in ``with_teacher_pairs``."""
+    states, grid = pairs["states"], pairs["grid"]
+    i = torch.randint(0, len(pairs["omega"]), (n,), generator=rng, device=dev).cpu()
+    a, b = draw_jumps(n, steps, len(grid) - 1, rng)
+    cap = pairs["caption_index"][i]
+    return (states[i, a].to(dev), states[i, b].to(dev), grid[a].to(dev), grid[b].to(dev), pairs["omega"][i].to(dev),
+            text.tokens[cap].to(dev), text.mask[cap].to(dev))
+
+
 def with_teacher_pairs(base_loss, pairs: dict[str, torch.Tensor], text, dist, c: CTMConfig):
     """Add c.pairs_weight · d(G(x_a, σ_a, σ_b; ω), x_b) on c.pairs_batch cached teacher trajectories per step,
     (a, b) a jump of the m-step CTM sampler (m from ``c.pairs_steps``; (1,) = x_T → x_0) and
     ``dist(a, b, sigma, tokens, mask)`` the CTM distance at σ_b. ``pairs`` holds ``path_states``' result as
     "states" and "grid" beside the pairs' "omega" and "caption_index"."""
-    states, grid = pairs["states"], pairs["grid"]
-    M = len(grid) - 1
 
     def loss_fn(batch, models, step, rng):
         loss, logs = base_loss(batch, models, step, rng)
-        dev = batch["latent"].device
-        i = torch.randint(0, len(pairs["omega"]), (c.pairs_batch,), generator=rng, device=dev).cpu()
-        a, b = draw_jumps(len(i), c.pairs_steps, M, rng)
-        x_a, x_b = states[i, a].to(dev), states[i, b].to(dev)
-        omega = pairs["omega"][i].to(dev)
-        cap = pairs["caption_index"][i]
-        tokens, mask = text.tokens[cap].to(dev), text.mask[cap].to(dev)
-        t, s = grid[a].to(dev), grid[b].to(dev)
+        x_a, x_b, t, s, omega, tokens, mask = draw_pair_jumps(pairs, text, c.pairs_steps, c.pairs_batch, rng,
+                                                              batch["latent"].device)
         out = CTMPrecond(models["net"], c.sigma_data)(x_a, t, s, tokens=tokens, mask=mask, omega=omega)
         pair_loss = dist(out, x_b, s, tokens, mask).mean()
         logs["train/pairs"] = pair_loss.detach()
