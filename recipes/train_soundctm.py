@@ -68,7 +68,7 @@ class GANConfig:
     # jump to σ_min from the start of a sampler jump (ctm.pairs_steps) on a cached guided-teacher trajectory, at
     # that trajectory's ω and caption (needs ctm.pairs_path), so the term reaches the multi-step sampler's states
     source: str = "noise"
-    batch: int = 8  # fakes per step for source "pairs" (reals: the first as many latents of the batch)
+    batch: int = 8  # fakes per step for source "pairs", at most train.batch_size (reals: the batch's first as many)
     # the discriminator sees teacher features of real and fake latents noised to σ_D, log-uniform in this range
     # (one σ_D per sample; (0.002, 0.002) = σ_min, effectively clean as in CTM); a larger σ_D hides texture and
     # leaves coarse structure
@@ -125,11 +125,11 @@ def with_gan(base_loss, features, cfg: SoundCTMRecipeConfig, sigma_data: float, 
         x0, tokens, mask = batch["latent"], batch["tokens"], batch["mask"]
         dev = x0.device
         G = CTMPrecond(models["net"], sigma_data)
-        if g.source == "pairs":
-            x_a, _, t, _, omega, f_tokens, f_mask = draw_pair_jumps(pairs, text, cfg.ctm.pairs_steps, g.batch, rng, dev)
+        if g.source == "pairs":  # as many fakes as reals: the discriminator loss adds them per sample
+            n = min(g.batch, x0.shape[0])
+            x_a, _, t, _, omega, f_tokens, f_mask = draw_pair_jumps(pairs, text, cfg.ctm.pairs_steps, n, rng, dev)
             fake = G(x_a, t, torch.full_like(t, cfg.ctm.sigma_min), tokens=f_tokens, mask=f_mask, omega=omega)
-            n_real = min(g.batch, x0.shape[0])
-            x0, tokens, mask = x0[:n_real], tokens[:n_real], mask[:n_real]
+            x0, tokens, mask = x0[:n], tokens[:n], mask[:n]
         else:
             b = x0.shape[0]
             t = torch.full((b,), cfg.ctm.sigma_max, device=dev)

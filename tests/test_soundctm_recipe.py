@@ -293,6 +293,8 @@ def test_gan_on_trajectory_jumps_reaches_the_student_and_checks_its_arguments(pa
     seen = [r for r in logs if "train/gan_d" in r]
     assert seen and all(torch.isfinite(torch.tensor([r["train/gan_d"], r["train/gan_g"], r["train/gan_lambda"]])).all()
                         for r in seen)
+    # gan.batch above train.batch_size (4) takes as many fakes as the batch has reals
+    assert run(root, cache, "gan_pairs_big", *common, "gan.batch=8") == 0
     assert run(root, cache, "gan_bad", "gan.enabled=true", "gan.source=pairs") == 2
     assert run(root, cache, "gan_bad2", *common, "gan.source=data") == 2
     assert run(root, cache, "gan_bad3", *common, "gan.sigma_range=[2.0,0.1]") == 2
