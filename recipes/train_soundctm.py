@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from soundctm.config import ConfigError, add_config_args, config_from_args
-from soundctm.core import losses, schedule
+from soundctm.core import losses, samplers, schedule
 from soundctm.core.precond import CTMPrecond, edm_scalings
 from soundctm.core.utils import append_dims
 from soundctm.data.cache import LatentCacheDataset, whole_batch
@@ -54,6 +54,14 @@ class CTMConfig:
     # d(G(x_a, σ_a, σ_b; ω), x_b) at σ_b; (1,) = the 1-step jump x_T → x_0 alone; m > 1 needs a pairs file written
     # with teacher_pairs.py --path M, m dividing M
     pairs_steps: tuple[int, ...] = (1,)
+    # optional rollout term on the same trajectories: the whole γ = 0 CTM sampler of rollout_steps jumps
+    # (karras_sigmas(rollout_steps + 1)) from the cached x_T, back-propagated through every jump,
+    # rollout_weight·d(sampler(x_T; ω), x_0) at σ_min on rollout_batch trajectories per step. Unlike the pair term
+    # (jumps from the teacher's states) it sees the student's own intermediate states, so it trains against the
+    # error the sampler compounds; 0 = off. rollout_steps must divide the file's path grid (teacher_pairs.py --path)
+    rollout_steps: int = 0
+    rollout_weight: float = 1.0
+    rollout_batch: int = 4
     sigma_min: float = 0.002
     sigma_max: float = 80.0
 
@@ -223,6 +231,31 @@ def with_teacher_pairs(base_loss, pairs: dict[str, torch.Tensor], text, dist, c:
     return loss_fn
 
 
+def with_rollout(base_loss, pairs: dict[str, torch.Tensor], text, dist, c: CTMConfig):
+    """Add c.rollout_weight · d(sample_ctm(G, x_T, γ = 0; ω), x_0) on c.rollout_batch cached teacher trajectories per
+    step: the m = c.rollout_steps-step sampler the pipeline runs (its σ are every (M/m)-th point of the file's M-step
+    Karras grid), with gradients through all m jumps. ``pairs`` and ``dist`` as in ``with_teacher_pairs``."""
+    states, grid = pairs["states"], pairs["grid"]
+    stride = (len(grid) - 1) // c.rollout_steps
+    sig = grid[::stride]
+
+    def loss_fn(batch, models, step, rng):
+        loss, logs = base_loss(batch, models, step, rng)
+        dev = batch["latent"].device
+        i = torch.randint(0, len(pairs["omega"]), (c.rollout_batch,), generator=rng, device=rng.device).cpu()
+        cap = pairs["caption_index"][i]
+        tokens, mask = text.tokens[cap].to(dev), text.mask[cap].to(dev)
+        G = CTMPrecond(models["net"], c.sigma_data)
+        out = samplers.sample_ctm(G, states[i, 0].to(dev), sig.to(dev), 0.0, tokens=tokens, mask=mask,
+                                  omega=pairs["omega"][i].to(dev))
+        end = sig[-1].to(dev).expand(c.rollout_batch)
+        roll = dist(out, states[i, -1].to(dev), end, tokens, mask).mean()
+        logs["train/rollout"] = roll.detach()
+        return loss + c.rollout_weight * roll, logs
+
+    return loss_fn
+
+
 def warm_start(net: TwoTimeTextUNet, student_dir: str) -> TwoTimeTextUNet:
     """The exported student in ``student_dir``, checked to have ``net``'s (the teacher copy's) tensor shapes."""
     if not Path(student_dir, "config.json").is_file():
@@ -268,8 +301,17 @@ def main(argv: list[str] | None = None) -> int:
             if c.pairs_batch < 1 or c.pairs_weight < 0:
                 raise ValueError(f"ctm.pairs_batch must be >= 1 and ctm.pairs_weight >= 0, got {c.pairs_batch}, "
                                  f"{c.pairs_weight}")
+            if c.rollout_steps < 0 or c.rollout_batch < 1 or c.rollout_weight < 0:
+                raise ValueError(f"ctm.rollout_steps must be >= 0 (0 = off), ctm.rollout_batch >= 1 and "
+                                 f"ctm.rollout_weight >= 0, got {c.rollout_steps}, {c.rollout_batch}, "
+                                 f"{c.rollout_weight}")
             states, grid = path_states(pairs, c)
+            if c.rollout_steps and (len(grid) - 1) % c.rollout_steps:
+                raise ValueError(f"ctm.rollout_steps {c.rollout_steps} must divide the pairs file's path grid of "
+                                 f"{len(grid) - 1} steps (write it with teacher_pairs.py --path M)")
             pairs = {"states": states, "grid": grid, **{k: pairs[k] for k in ("omega", "caption_index")}}
+        if c.rollout_steps and pairs is None:
+            raise ValueError("ctm.rollout_steps needs ctm.pairs_path (cached teacher trajectories)")
         g = cfg.gan
         if g.source not in ("noise", "pairs"):
             raise ValueError(f"gan.source must be noise or pairs, got {g.source!r}")
@@ -300,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
             def pair_dist(a, b, sigma, tokens, mask):
                 return losses.DISTANCES[pd](a, b)
         loss_fn = with_teacher_pairs(loss_fn, pairs, data.text, pair_dist, c)
+        if c.rollout_steps:
+            loss_fn = with_rollout(loss_fn, pairs, data.text, pair_dist, c)
     models = {"net": net, "teacher": teacher}
     trainable = ["net"]
     if cfg.gan.enabled:

@@ -236,6 +236,43 @@ def test_path_pairs_term_pulls_the_multistep_jumps_to_the_teacher_states(parts, 
     assert run(root, cache, "path_bad3", *common[1:], f"ctm.pairs_path={tmp_path / 'q.safetensors'}") == 2
 
 
+def test_rollout_term_pulls_the_whole_sampler_output_to_the_teacher_solution(parts, tmp_path):
+    """ctm.rollout_steps = 2: the term alone (CTM and DSM off) brings the 2-step γ = 0 sampler's output, run on the
+    pipeline's own grid karras_sigmas(3), nearer the teacher's x_0 from the same x_T than with the term off (same
+    draws); the term is logged, and a step count the file's grid does not hold or a bad weight or batch exit 2."""
+    root, cache = parts
+    teacher_pairs = load_recipe("teacher_pairs")
+    args = ["--teacher", str(root / "teacher"), "--cache-dir", str(cache), "--steps", "5", "--batch", "4"]
+    f = tmp_path / "p.safetensors"
+    assert teacher_pairs.main([*args, "--out", str(f), "--n", "8", "--path", "4"]) == 0
+    p = teacher_pairs.load_pairs(f)
+    from soundctm.core import samplers, schedule
+    from soundctm.core.precond import CTMPrecond
+    from soundctm.data.cache import LatentCacheDataset
+
+    text = LatentCacheDataset(cache).text
+    cond = {"tokens": text.tokens[p["caption_index"]], "mask": text.mask[p["caption_index"]], "omega": p["omega"]}
+
+    def sampler_error(student_dir):
+        G = CTMPrecond(TwoTimeTextUNet.from_pretrained(student_dir).eval(), 0.5)
+        with torch.no_grad():
+            out = samplers.sample_ctm(G, p["x_T"], schedule.karras_sigmas(3, 0.002, 80.0), 0.0, **cond)
+        return ((out - p["x0"]) ** 2).mean().item()
+
+    common = [f"ctm.pairs_path={f}", "ctm.distance=l2", "ctm.rollout_batch=8", "ctm.rollout_steps=2",
+              "train.steps=40", "train.ckpt_every=40", "train.lr=3e-3", "train.grad_clip=null",
+              "train.ema_decays=[0.5]", "ctm.dsm_weight=0", "ctm.pairs_weight=0"]
+    assert run(root, cache, "roll0", *common, "ctm.rollout_weight=0") == 0
+    assert run(root, cache, "roll", *common, "ctm.rollout_weight=10") == 0
+    assert sampler_error(root / "roll" / "student") < 0.85 * sampler_error(root / "roll0" / "student")
+    logged = [json.loads(line) for line in (root / "roll" / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert all(torch.isfinite(torch.tensor(r["train/rollout"])) for r in logged if "train/rollout" in r)
+    assert any("train/rollout" in r for r in logged)
+    for bad in ("ctm.rollout_steps=3", "ctm.rollout_steps=-1", "ctm.rollout_weight=-1", "ctm.rollout_batch=0"):
+        assert run(root, cache, "roll_bad", *common, bad) == 2
+    assert run(root, cache, "roll_bad", *common[1:]) == 2  # no trajectories to roll out from
+
+
 def test_average_students_is_the_elementwise_mean_and_refuses_other_architectures(parts, tmp_path):
     """Two students average to the elementwise mean of their weights (one student to itself), --weights -1 2 to
     2b − a; weights of the wrong count, not summing to 1 or not finite, a student of another architecture or a
