@@ -197,19 +197,26 @@ def test_draw_jumps_are_consecutive_jumps_of_the_chosen_sampler_grids():
     assert torch.equal(g.get_state(), state) and a1.eq(0).all() and b1.eq(8).all()
 
 
-def test_path_pairs_term_pulls_the_multistep_jumps_to_the_teacher_states(parts, tmp_path):
-    """With ctm.pairs_steps (2, 4) the pair term alone brings G(x_a, σ_a, σ_b) nearer the teacher's states x_b on
-    the 4-step grid than with the term off; step counts the file's grid does not hold exit 2."""
+def path_file(parts, tmp_path):
+    """8 teacher trajectories of the tiny teacher with their states on the 4-step grid: (teacher_pairs recipe, its
+    common arguments, the file, its contents, the cache's text)."""
     root, cache = parts
     teacher_pairs = load_recipe("teacher_pairs")
     args = ["--teacher", str(root / "teacher"), "--cache-dir", str(cache), "--steps", "5", "--batch", "4"]
     f = tmp_path / "p.safetensors"
     assert teacher_pairs.main([*args, "--out", str(f), "--n", "8", "--path", "4"]) == 0
-    p = teacher_pairs.load_pairs(f)
-    from soundctm.core.precond import CTMPrecond
     from soundctm.data.cache import LatentCacheDataset
 
-    text = LatentCacheDataset(cache).text
+    return teacher_pairs, args, f, teacher_pairs.load_pairs(f), LatentCacheDataset(cache).text
+
+
+def test_path_pairs_term_pulls_the_multistep_jumps_to_the_teacher_states(parts, tmp_path):
+    """With ctm.pairs_steps (2, 4) the pair term alone brings G(x_a, σ_a, σ_b) nearer the teacher's states x_b on
+    the 4-step grid than with the term off; step counts the file's grid does not hold exit 2."""
+    root, cache = parts
+    teacher_pairs, args, f, p, text = path_file(parts, tmp_path)
+    from soundctm.core.precond import CTMPrecond
+
     states = torch.cat([p["x_T"][:, None], p["path"], p["x0"][:, None]], 1)
     grid = torch.cat([torch.tensor([80.0]), p["path_sigma"], torch.tensor([0.002])])
 
@@ -237,20 +244,15 @@ def test_path_pairs_term_pulls_the_multistep_jumps_to_the_teacher_states(parts, 
 
 
 def test_rollout_term_pulls_the_whole_sampler_output_to_the_teacher_solution(parts, tmp_path):
-    """ctm.rollout_steps = 2: the term alone (CTM and DSM off) brings the 2-step γ = 0 sampler's output, run on the
-    pipeline's own grid karras_sigmas(3), nearer the teacher's x_0 from the same x_T than with the term off (same
-    draws); the term is logged, and a step count the file's grid does not hold or a bad weight or batch exit 2."""
+    """ctm.rollout_steps = 2: the term beside the CTM loss alone (DSM and the pair term off) brings the 2-step
+    γ = 0 sampler's output, run on the pipeline's own grid karras_sigmas(3), nearer the teacher's x_0 from the same
+    x_T than with the term off (same draws); the term is logged, and a step count the file's grid does not hold, a
+    bad weight or batch, or no pairs file exit 2."""
     root, cache = parts
-    teacher_pairs = load_recipe("teacher_pairs")
-    args = ["--teacher", str(root / "teacher"), "--cache-dir", str(cache), "--steps", "5", "--batch", "4"]
-    f = tmp_path / "p.safetensors"
-    assert teacher_pairs.main([*args, "--out", str(f), "--n", "8", "--path", "4"]) == 0
-    p = teacher_pairs.load_pairs(f)
+    _, _, f, p, text = path_file(parts, tmp_path)
     from soundctm.core import samplers, schedule
     from soundctm.core.precond import CTMPrecond
-    from soundctm.data.cache import LatentCacheDataset
 
-    text = LatentCacheDataset(cache).text
     cond = {"tokens": text.tokens[p["caption_index"]], "mask": text.mask[p["caption_index"]], "omega": p["omega"]}
 
     def sampler_error(student_dir):
