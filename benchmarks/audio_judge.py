@@ -197,6 +197,24 @@ def table(title: str, rows: list[dict], keys: list[str]) -> list[str]:
 
 
 CTM_ROWS = ((1, 0.0), (2, 0.0), (4, 0.0), (4, 0.3))  # (steps, γ) of the goals and students tables
+
+
+def parse_ctm_rows(text: str) -> tuple[tuple[int, float], ...]:
+    """``--ctm-rows`` "1:0,4:0" → ((1, 0.0), (4, 0.0)); ValueError naming the argument on a malformed row, steps
+    < 1 or γ outside [0, 1]."""
+    rows = []
+    for item in text.split(","):
+        try:
+            steps, gamma = item.split(":")
+            row = (int(steps), float(gamma))
+        except ValueError:
+            raise ValueError(f"--ctm-rows: each row is STEPS:GAMMA (e.g. 1:0,4:0), got {item!r}") from None
+        if row[0] < 1 or not 0.0 <= row[1] <= 1.0:
+            raise ValueError(f"--ctm-rows: steps must be >= 1 and γ in [0, 1], got {item!r}")
+        rows.append(row)
+    return tuple(rows)
+
+
 GOALS = {(1, 0.0): ("1 step within 5 points of the teacher", -0.05), (4, 0.0): ("4 steps, γ = 0, ≥ teacher", 0.0)}
 
 
@@ -224,15 +242,17 @@ PAIRED_HEAD = ["sampler", "steps", "γ", *ATTRS, "mean", "pooled", "Δ mean (95 
 
 
 def goals_table(pipe, prompts, batch: int, guidance: float, quick: bool = False,
-                teacher_cache: str | Path | None = None, nu: float = 1.0) -> tuple[list[dict], list[str]]:
-    """The SoundCTM goals, paired: the 40-step teacher and CTM rows on the same prompts and seeds, each CTM row with
+                teacher_cache: str | Path | None = None, nu: float = 1.0,
+                ctm_rows: tuple[tuple[int, float], ...] = CTM_ROWS) -> tuple[list[dict], list[str]]:
+    """The SoundCTM goals, paired: the 40-step teacher and CTM rows (``ctm_rows``, (steps, γ) pairs) on the same
+    prompts and seeds, each CTM row with
     its difference to the teacher (mean over attributes and pooled) and a 95 % paired-bootstrap interval. The
     teacher's verdicts come from ``teacher_cache`` when it holds them (see ``evaluate_teacher``); the CTM rows
     sample with ν-sampling at ``nu`` (1: the conditional jump alone)."""
     ref_clips: list = []
     rows = [teacher_reference(pipe, prompts, batch, ref_clips, quick, teacher_cache)]
     rows += [paired_to(ref_clips, pipe, prompts, batch, {"sampler": "ctm", "steps": steps, "γ": gamma},
-                       steps=steps, gamma=gamma, nu=nu) for steps, gamma in CTM_ROWS]
+                       steps=steps, gamma=gamma, nu=nu) for steps, gamma in ctm_rows]
     return rows, goals_lines(rows, guidance, nu)
 
 
@@ -258,11 +278,12 @@ def with_student(pipe, student):
     return other
 
 
-def students_table(pipe, candidate, prompts, batch: int, nu: float = 1.0) -> tuple[list[dict], list[str]]:
-    """Two students through the same CTM rows on the same prompts and seeds: each candidate row with its paired
-    difference to ``pipe``'s row (to choose between checkpoints without the teacher's cost)."""
+def students_table(pipe, candidate, prompts, batch: int, nu: float = 1.0,
+                   ctm_rows: tuple[tuple[int, float], ...] = CTM_ROWS) -> tuple[list[dict], list[str]]:
+    """Two students through the same CTM rows (``ctm_rows``) on the same prompts and seeds: each candidate row with
+    its paired difference to ``pipe``'s row (to choose between checkpoints without the teacher's cost)."""
     rows = []
-    for steps, gamma in CTM_ROWS:
+    for steps, gamma in ctm_rows:
         clips: dict[str, list] = {"base": [], "candidate": []}
         for name, p in (("base", pipe), ("candidate", candidate)):
             rows.append({"sampler": f"ctm ({name})", "steps": steps, "γ": gamma,
@@ -449,6 +470,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-teacher-cache", action="store_true", help="always generate the teacher's row")
     p.add_argument("--nu", type=float, default=1.0,
                    help="ν-sampling for the goals and students tables' CTM rows (1: no unconditional pass)")
+    p.add_argument("--ctm-rows", default=",".join(f"{k}:{g:g}" for k, g in CTM_ROWS), metavar="STEPS:GAMMA,...",
+                   help="the goals and students tables' CTM rows (e.g. 1:0,4:0 for the two goals alone)")
     p.add_argument("--solve-steps", default="17", metavar="K,K",
                    help="--tables solve: the teacher's Heun step counts to pair against its 40 steps")
     p.add_argument("--note", default=None, help="a provenance line for the markdown")
@@ -483,6 +506,10 @@ def main(argv=None) -> int:
         solve_steps = ()
     if not solve_steps or min(solve_steps) < 1:
         p.error(f"--solve-steps must be comma-separated step counts >= 1, got {args.solve_steps!r}")
+    try:
+        ctm_rows = parse_ctm_rows(args.ctm_rows)
+    except ValueError as err:
+        p.error(str(err))
     if "students" in tables and not args.candidate:
         p.error("--tables students needs --candidate DIR (an exported student folder)")
     torch.set_num_threads(1)
@@ -532,7 +559,7 @@ def main(argv=None) -> int:
         lines += table(f"CTM vs teacher at ω = {guidance}", rows, ["sampler", "steps", "γ"])
     if "goals" in tables:
         rows, lines_goals = goals_table(pipe, prompts, args.batch, guidance, args.quick, teacher_cache=cache,
-                                        nu=args.nu)
+                                        nu=args.nu, ctm_rows=ctm_rows)
         result["goals"] = rows
         lines += lines_goals
     if "solve" in tables:
@@ -544,7 +571,8 @@ def main(argv=None) -> int:
         from soundctm.nn.unet import TwoTimeTextUNet
 
         student = make_pipeline(seed=1).student if args.quick else TwoTimeTextUNet.from_pretrained(args.candidate)
-        rows, lines_students = students_table(pipe, with_student(pipe, student), prompts, args.batch, nu=args.nu)
+        rows, lines_students = students_table(pipe, with_student(pipe, student), prompts, args.batch, nu=args.nu,
+                                                ctm_rows=ctm_rows)
         result["students"] = {"candidate": args.candidate, "rows": rows}
         lines += [f"Candidate: `{args.candidate}`.", "", *lines_students]
     out = Path(args.out)

@@ -304,3 +304,26 @@ def test_pool_breaks_the_difference_down_per_attribute(bench):
     four = next(line for line in table if line.startswith("| 4 steps γ = 0.0 |"))
     assert one.split("|")[4].strip() == "+1.0" and four.split("|")[4].strip() == "+4.0"
     assert all(line.split("|")[5].strip() == "—" for line in (one, four))
+
+
+def test_ctm_rows_choose_the_paired_rows_and_bad_rows_are_refused(bench):
+    """--ctm-rows "STEPS:GAMMA,..." picks the students (and goals) table's CTM rows in order; a malformed row, steps
+    < 1 or γ outside [0, 1] exit 2 naming --ctm-rows."""
+    from pipeline_utils import make_pipeline
+
+    from soundctm.data.synthcaps import heldout_prompts
+
+    assert bench.parse_ctm_rows("1:0,4:0.3") == ((1, 0.0), (4, 0.3))
+    assert bench.parse_ctm_rows(",".join(f"{k}:{g}" for k, g in bench.CTM_ROWS)) == bench.CTM_ROWS
+    pipe = make_pipeline()
+    prompts = heldout_prompts(4, seed=0, split="heldout")
+    other = bench.with_student(pipe, make_pipeline(seed=1).student)
+    rows, lines = bench.students_table(pipe, other, prompts, batch=4, ctm_rows=((2, 0.0),))
+    assert [(r["sampler"], r["steps"], r["γ"]) for r in rows] == [("ctm (base)", 2, 0.0), ("ctm (candidate)", 2, 0.0)]
+    assert sum(line.startswith("| ctm (") for line in lines) == 2
+    for bad in ("4", "0:0", "4:1.5", "4:-0.1", "x:0"):
+        with pytest.raises(ValueError, match="--ctm-rows"):
+            bench.parse_ctm_rows(bad)
+        with pytest.raises(SystemExit) as err:
+            bench.main(["--quick", "--tables", "students", "--candidate", "x", "--ctm-rows", bad])
+        assert err.value.code == 2
