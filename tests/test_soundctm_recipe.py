@@ -254,6 +254,9 @@ def test_rollout_term_pulls_the_whole_sampler_output_to_the_teacher_solution(par
     from soundctm.core.precond import CTMPrecond
 
     cond = {"tokens": text.tokens[p["caption_index"]], "mask": text.mask[p["caption_index"]], "omega": p["omega"]}
+    # the term's σ (every 2nd point of the file's 4-step grid) are the pipeline's 2-step grid
+    _, grid = train_soundctm.path_states(p, train_soundctm.CTMConfig(pairs_steps=(2,)))
+    assert torch.allclose(grid[::2], schedule.karras_sigmas(3, 0.002, 80.0), rtol=1e-5)
 
     def sampler_error(student_dir):
         G = CTMPrecond(TwoTimeTextUNet.from_pretrained(student_dir).eval(), 0.5)
