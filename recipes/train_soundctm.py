@@ -235,21 +235,17 @@ def with_rollout(base_loss, pairs: dict[str, torch.Tensor], text, dist, c: CTMCo
     """Add c.rollout_weight · d(sample_ctm(G, x_T, γ = 0; ω), x_0) on c.rollout_batch cached teacher trajectories per
     step: the m = c.rollout_steps-step sampler the pipeline runs (its σ are every (M/m)-th point of the file's M-step
     Karras grid), with gradients through all m jumps. ``pairs`` and ``dist`` as in ``with_teacher_pairs``."""
-    states, grid = pairs["states"], pairs["grid"]
-    stride = (len(grid) - 1) // c.rollout_steps
-    sig = grid[::stride]
+    grid = pairs["grid"]
+    sig = grid[:: (len(grid) - 1) // c.rollout_steps]
 
     def loss_fn(batch, models, step, rng):
         loss, logs = base_loss(batch, models, step, rng)
-        dev = batch["latent"].device
-        i = torch.randint(0, len(pairs["omega"]), (c.rollout_batch,), generator=rng, device=rng.device).cpu()
-        cap = pairs["caption_index"][i]
-        tokens, mask = text.tokens[cap].to(dev), text.mask[cap].to(dev)
-        G = CTMPrecond(models["net"], c.sigma_data)
-        out = samplers.sample_ctm(G, states[i, 0].to(dev), sig.to(dev), 0.0, tokens=tokens, mask=mask,
-                                  omega=pairs["omega"][i].to(dev))
-        end = sig[-1].to(dev).expand(c.rollout_batch)
-        roll = dist(out, states[i, -1].to(dev), end, tokens, mask).mean()
+        # the whole trajectory (x_T, x_0) is the 1-step draw of draw_pair_jumps
+        x_T, x0, _, s, omega, tokens, mask = draw_pair_jumps(pairs, text, (1,), c.rollout_batch, rng,
+                                                             batch["latent"].device)
+        out = samplers.sample_ctm(CTMPrecond(models["net"], c.sigma_data), x_T, sig.to(x_T.device), 0.0,
+                                  tokens=tokens, mask=mask, omega=omega)
+        roll = dist(out, x0, s, tokens, mask).mean()
         logs["train/rollout"] = roll.detach()
         return loss + c.rollout_weight * roll, logs
 
@@ -282,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
         net = TwoTimeTextUNet.from_teacher(teacher)
         if cfg.init_student:
             net = warm_start(net, cfg.init_student)
+        if c.rollout_steps < 0 or c.rollout_batch < 1 or c.rollout_weight < 0:
+            raise ValueError(f"ctm.rollout_steps must be >= 0 (0 = off), ctm.rollout_batch >= 1 and "
+                             f"ctm.rollout_weight >= 0, got {c.rollout_steps}, {c.rollout_batch}, {c.rollout_weight}")
         pairs = None
         if cfg.ctm.pairs_path:
             from teacher_pairs import load_pairs
@@ -301,10 +300,6 @@ def main(argv: list[str] | None = None) -> int:
             if c.pairs_batch < 1 or c.pairs_weight < 0:
                 raise ValueError(f"ctm.pairs_batch must be >= 1 and ctm.pairs_weight >= 0, got {c.pairs_batch}, "
                                  f"{c.pairs_weight}")
-            if c.rollout_steps < 0 or c.rollout_batch < 1 or c.rollout_weight < 0:
-                raise ValueError(f"ctm.rollout_steps must be >= 0 (0 = off), ctm.rollout_batch >= 1 and "
-                                 f"ctm.rollout_weight >= 0, got {c.rollout_steps}, {c.rollout_batch}, "
-                                 f"{c.rollout_weight}")
             states, grid = path_states(pairs, c)
             if c.rollout_steps and (len(grid) - 1) % c.rollout_steps:
                 raise ValueError(f"ctm.rollout_steps {c.rollout_steps} must divide the pairs file's path grid of "
