@@ -62,6 +62,11 @@ class CTMConfig:
     rollout_steps: int = 0
     rollout_weight: float = 1.0
     rollout_batch: int = 4
+    # optional envelope term on the rollout (needs rollout_steps): both latents decoded by the cache's VAE to log-mel,
+    # envelope_weight · mean over frames of |level(sampler(x_T)) − level(x_0)| / 10 dB, the frame levels (dB of the
+    # band power) floored 60 dB below the teacher clip's loudest frame: the loudness contour that event onsets and
+    # fades are read from, which a latent or feature distance weighs only indirectly; 0 = off
+    rollout_envelope_weight: float = 0.0
     sigma_min: float = 0.002
     sigma_max: float = 80.0
 
@@ -231,10 +236,32 @@ def with_teacher_pairs(base_loss, pairs: dict[str, torch.Tensor], text, dist, c:
     return loss_fn
 
 
-def with_rollout(base_loss, pairs: dict[str, torch.Tensor], text, dist, c: CTMConfig):
+ENVELOPE_RANGE_DB = 60.0  # frame levels below the teacher clip's loudest frame by more than this are floored
+
+
+def envelope_distance(levels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean |levels − target| / 10 dB per clip over frames ``[B, F] → [B]``, both floored ENVELOPE_RANGE_DB below
+    the target's loudest frame (silence below that is not compared)."""
+    floor = target.amax(-1, keepdim=True) - ENVELOPE_RANGE_DB
+    return (torch.maximum(levels, floor) - torch.maximum(target, floor)).abs().mean(-1) / 10.0
+
+
+def decoded_levels(vae, n_frames: int, power: float):
+    """levels(latents): frame levels in dB ``[B, F]`` of the VAE-decoded log-mels (gradients flow through the
+    decoder into the latents; the VAE's own weights stay frozen)."""
+    from soundctm.audio.mel import mel_frame_levels_db
+
+    def levels(latents):
+        return mel_frame_levels_db(vae.decode(latents, n_frames), power)
+
+    return levels
+
+
+def with_rollout(base_loss, pairs: dict[str, torch.Tensor], text, dist, c: CTMConfig, levels=None):
     """Add c.rollout_weight · d(sample_ctm(G, x_T, γ = 0; ω), x_0) on c.rollout_batch cached teacher trajectories per
     step: the m = c.rollout_steps-step sampler the pipeline runs (its σ are every (M/m)-th point of the file's M-step
-    Karras grid), with gradients through all m jumps. ``pairs`` and ``dist`` as in ``with_teacher_pairs``."""
+    Karras grid), with gradients through all m jumps. ``pairs`` and ``dist`` as in ``with_teacher_pairs``. With
+    ``levels`` (``decoded_levels``) also c.rollout_envelope_weight · envelope_distance of the decoded clips."""
     grid = pairs["grid"]
     sig = grid[:: (len(grid) - 1) // c.rollout_steps]
 
@@ -247,9 +274,30 @@ def with_rollout(base_loss, pairs: dict[str, torch.Tensor], text, dist, c: CTMCo
                                   tokens=tokens, mask=mask, omega=omega)
         roll = dist(out, x0, s, tokens, mask).mean()
         logs["train/rollout"] = roll.detach()
-        return loss + c.rollout_weight * roll, logs
+        loss = loss + c.rollout_weight * roll
+        if levels is not None:
+            with torch.no_grad():
+                target = levels(x0)
+            env = envelope_distance(levels(out), target).mean()
+            logs["train/rollout_envelope"] = env.detach()
+            loss = loss + c.rollout_envelope_weight * env
+        return loss, logs
 
     return loss_fn
+
+
+def cache_vae(data: LatentCacheDataset):
+    """(frozen VAE, mel frames per clip, mel power) of the latent cache: the VAE its index names encoded its
+    latents, so it is the one that decodes them."""
+    from soundctm.audio.mel import MelConfig
+    from soundctm.audio.vae import AudioVAE
+
+    ix = data.index
+    if not ix.get("vae") or "mel" not in ix or "clip_samples" not in ix:
+        raise ValueError(f"the cache {data.cache_dir} does not record its VAE, mel settings and clip length")
+    vae = AudioVAE.from_pretrained(ix["vae"]).eval().requires_grad_(False)
+    mel = MelConfig(**ix["mel"])
+    return vae, mel.n_frames(int(ix["clip_samples"])), mel.power
 
 
 def warm_start(net: TwoTimeTextUNet, student_dir: str) -> TwoTimeTextUNet:
@@ -281,6 +329,10 @@ def main(argv: list[str] | None = None) -> int:
         if c.rollout_steps < 0 or c.rollout_batch < 1 or c.rollout_weight < 0:
             raise ValueError(f"ctm.rollout_steps must be >= 0 (0 = off), ctm.rollout_batch >= 1 and "
                              f"ctm.rollout_weight >= 0, got {c.rollout_steps}, {c.rollout_batch}, {c.rollout_weight}")
+        if c.rollout_envelope_weight < 0 or (c.rollout_envelope_weight > 0 and not c.rollout_steps):
+            raise ValueError(f"ctm.rollout_envelope_weight must be >= 0 and needs ctm.rollout_steps >= 1, got "
+                             f"{c.rollout_envelope_weight} with ctm.rollout_steps {c.rollout_steps}")
+        decoder = cache_vae(data) if c.rollout_envelope_weight > 0 else None
         pairs = None
         if cfg.ctm.pairs_path:
             from teacher_pairs import load_pairs
@@ -338,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
                 return losses.DISTANCES[pd](a, b)
         loss_fn = with_teacher_pairs(loss_fn, pairs, data.text, pair_dist, c)
         if c.rollout_steps:
-            loss_fn = with_rollout(loss_fn, pairs, data.text, pair_dist, c)
+            levels = decoded_levels(*decoder) if decoder else None
+            loss_fn = with_rollout(loss_fn, pairs, data.text, pair_dist, c, levels)
     models = {"net": net, "teacher": teacher}
     trainable = ["net"]
     if cfg.gan.enabled:

@@ -6,6 +6,7 @@ natural-log compression ``log(clamp(x, 1e-5))``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import librosa
@@ -72,6 +73,12 @@ def mel_filterbank(config: MelConfig) -> torch.Tensor:
 def log_compress(mel: torch.Tensor, clamp_min: float = 1e-5) -> torch.Tensor:
     """Dynamic-range compression log(clamp(x, clamp_min))."""
     return torch.log(torch.clamp(mel, min=clamp_min))
+
+
+def mel_frame_levels_db(log_mel: torch.Tensor, power: float = 1.0) -> torch.Tensor:
+    """Per-frame level in dB of a log-mel ``[B, n_mels, F]`` → ``[B, F]``: 10·log10 of the power summed over the
+    bands, the mel of |STFT|^power standing for power^(1/power). Differentiable (a log-sum-exp)."""
+    return (10.0 / math.log(10.0)) * torch.logsumexp(log_mel * (2.0 / power), dim=1)
 
 
 class MelSpectrogram(nn.Module):
