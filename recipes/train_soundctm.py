@@ -252,6 +252,8 @@ def decoded_levels(vae, n_frames: int, power: float):
     from soundctm.audio.mel import mel_frame_levels_db
 
     def levels(latents):
+        if next(vae.parameters()).device != latents.device:  # the trainer places the models, not this decoder
+            vae.to(latents.device)
         return mel_frame_levels_db(vae.decode(latents, n_frames), power)
 
     return levels
@@ -295,7 +297,10 @@ def cache_vae(data: LatentCacheDataset):
     ix = data.index
     if not ix.get("vae") or "mel" not in ix or "clip_samples" not in ix:
         raise ValueError(f"the cache {data.cache_dir} does not record its VAE, mel settings and clip length")
-    vae = AudioVAE.from_pretrained(ix["vae"]).eval().requires_grad_(False)
+    try:
+        vae = AudioVAE.from_pretrained(ix["vae"]).eval().requires_grad_(False)
+    except ValueError as err:
+        raise ValueError(f"the VAE {ix['vae']!r} that the cache {data.cache_dir} names does not load: {err}") from None
     mel = MelConfig(**ix["mel"])
     return vae, mel.n_frames(int(ix["clip_samples"])), mel.power
 

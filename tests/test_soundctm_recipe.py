@@ -283,7 +283,7 @@ def test_envelope_term_pulls_the_decoded_loudness_contour_to_the_teacher_solutio
     """ctm.rollout_envelope_weight: with the cache's VAE (named in its index) decoding both ends, the term brings the
     frame levels of the 2-step sampler's decoded output nearer those of the teacher's x_0 than the rollout term
     alone does (same draws); it is logged finite; a negative weight, the term without the rollout, or a cache that
-    names no VAE exit 2."""
+    names no VAE or a missing one exit 2."""
     import shutil
 
     from soundctm.audio.mel import MelConfig
@@ -324,6 +324,9 @@ def test_envelope_term_pulls_the_decoded_loudness_contour_to_the_teacher_solutio
     assert run(root, with_vae, "env_bad", *common, "ctm.rollout_envelope_weight=-1") == 2
     assert run(root, with_vae, "env_bad", *common, "ctm.rollout_steps=0", "ctm.rollout_envelope_weight=1") == 2
     assert run(root, cache, "env_bad", *common, "ctm.rollout_envelope_weight=1") == 2  # no VAE named
+    (with_vae / "index.json").write_text(json.dumps({**index, "vae": str(tmp_path / "none"), "mel": mel.to_dict(),
+                                                     "clip_samples": clip}))
+    assert run(root, with_vae, "env_bad", *common, "ctm.rollout_envelope_weight=1") == 2  # names a missing VAE
 
 
 def test_envelope_distance_reads_level_differences_above_the_floor():

@@ -76,8 +76,8 @@ def log_compress(mel: torch.Tensor, clamp_min: float = 1e-5) -> torch.Tensor:
 
 
 def mel_frame_levels_db(log_mel: torch.Tensor, power: float = 1.0) -> torch.Tensor:
-    """Per-frame level in dB of a log-mel ``[B, n_mels, F]`` → ``[B, F]``: 10·log10 of the power summed over the
-    bands, the mel of |STFT|^power standing for power^(1/power). Differentiable (a log-sum-exp)."""
+    """Per-frame level in dB of a log-mel ``[B, n_mels, F]`` → ``[B, F]``: 10·log10 of the band power summed over
+    the bands, a mel of |STFT|^power raised to 2 / power to give power. Differentiable (a log-sum-exp)."""
     return (10.0 / math.log(10.0)) * torch.logsumexp(log_mel * (2.0 / power), dim=1)
 
 
