@@ -211,6 +211,35 @@ def path_file(parts, tmp_path):
     return teacher_pairs, args, f, teacher_pairs.load_pairs(f), LatentCacheDataset(cache).text
 
 
+def trajectory_cond(p, text) -> dict:
+    """The conditioning of the cached trajectories ``p``: their captions' tokens and mask, and their ω."""
+    return {"tokens": text.tokens[p["caption_index"]], "mask": text.mask[p["caption_index"]], "omega": p["omega"]}
+
+
+def two_step_output(student_dir, p, text) -> torch.Tensor:
+    """The exported student's 2-step γ = 0 sampler output (the pipeline's grid karras_sigmas(3)) from p's x_T."""
+    from soundctm.core import samplers, schedule
+    from soundctm.core.precond import CTMPrecond
+
+    G = CTMPrecond(TwoTimeTextUNet.from_pretrained(student_dir).eval(), 0.5)
+    with torch.no_grad():
+        return samplers.sample_ctm(G, p["x_T"], schedule.karras_sigmas(3, 0.002, 80.0), 0.0,
+                                   **trajectory_cond(p, text))
+
+
+def rollout_args(f) -> list[str]:
+    """Overrides of the rollout tests: the 2-step rollout term on the trajectory file ``f`` (its path first) beside the
+    CTM loss alone (DSM and the pair term off), l2, 40 steps at a high learning rate; rollout_weight is the caller's."""
+    return [f"ctm.pairs_path={f}", "ctm.distance=l2", "ctm.rollout_batch=8", "ctm.rollout_steps=2",
+            "train.steps=40", "train.ckpt_every=40", "train.lr=3e-3", "train.grad_clip=null",
+            "train.ema_decays=[0.5]", "ctm.dsm_weight=0", "ctm.pairs_weight=0"]
+
+
+def logged_metrics(run_dir) -> list[dict]:
+    """The rows of a run's logs/metrics.jsonl."""
+    return [json.loads(line) for line in (run_dir / "logs" / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_path_pairs_term_pulls_the_multistep_jumps_to_the_teacher_states(parts, tmp_path):
     """With ctm.pairs_steps (2, 4) the pair term alone brings G(x_a, σ_a, σ_b) nearer the teacher's states x_b on
     the 4-step grid than with the term off; step counts the file's grid does not hold exit 2."""
@@ -223,8 +252,7 @@ def test_path_pairs_term_pulls_the_multistep_jumps_to_the_teacher_states(parts, 
 
     def jump_error(student_dir):
         net = TwoTimeTextUNet.from_pretrained(student_dir).eval()
-        cond = {"tokens": text.tokens[p["caption_index"]], "mask": text.mask[p["caption_index"]],
-                "omega": p["omega"]}
+        cond = trajectory_cond(p, text)
         err = 0.0
         with torch.no_grad():
             for j in range(1, 3):  # the two inner jumps of the 4-step sampler
@@ -251,27 +279,20 @@ def test_rollout_term_pulls_the_whole_sampler_output_to_the_teacher_solution(par
     bad weight or batch, or no pairs file exit 2."""
     root, cache = parts
     _, _, f, p, text = path_file(parts, tmp_path)
-    from soundctm.core import samplers, schedule
-    from soundctm.core.precond import CTMPrecond
+    from soundctm.core import schedule
 
-    cond = {"tokens": text.tokens[p["caption_index"]], "mask": text.mask[p["caption_index"]], "omega": p["omega"]}
     # the term's σ (every 2nd point of the file's 4-step grid) are the pipeline's 2-step grid
     _, grid = train_soundctm.path_states(p, train_soundctm.CTMConfig(pairs_steps=(2,)))
     assert torch.allclose(grid[::2], schedule.karras_sigmas(3, 0.002, 80.0), rtol=1e-5)
 
     def sampler_error(student_dir):
-        G = CTMPrecond(TwoTimeTextUNet.from_pretrained(student_dir).eval(), 0.5)
-        with torch.no_grad():
-            out = samplers.sample_ctm(G, p["x_T"], schedule.karras_sigmas(3, 0.002, 80.0), 0.0, **cond)
-        return ((out - p["x0"]) ** 2).mean().item()
+        return ((two_step_output(student_dir, p, text) - p["x0"]) ** 2).mean().item()
 
-    common = [f"ctm.pairs_path={f}", "ctm.distance=l2", "ctm.rollout_batch=8", "ctm.rollout_steps=2",
-              "train.steps=40", "train.ckpt_every=40", "train.lr=3e-3", "train.grad_clip=null",
-              "train.ema_decays=[0.5]", "ctm.dsm_weight=0", "ctm.pairs_weight=0"]
+    common = rollout_args(f)
     assert run(root, cache, "roll0", *common, "ctm.rollout_weight=0") == 0
     assert run(root, cache, "roll", *common, "ctm.rollout_weight=10") == 0
     assert sampler_error(root / "roll" / "student") < 0.85 * sampler_error(root / "roll0" / "student")
-    logged = [json.loads(line) for line in (root / "roll" / "logs" / "metrics.jsonl").read_text().splitlines()]
+    logged = logged_metrics(root / "roll")
     assert all(torch.isfinite(torch.tensor(r["train/rollout"])) for r in logged if "train/rollout" in r)
     assert any("train/rollout" in r for r in logged)
     for bad in ("ctm.rollout_steps=3", "ctm.rollout_steps=-1", "ctm.rollout_weight=-1", "ctm.rollout_batch=0"):
@@ -288,8 +309,6 @@ def test_envelope_term_pulls_the_decoded_loudness_contour_to_the_teacher_solutio
 
     from soundctm.audio.mel import MelConfig
     from soundctm.audio.vae import AudioVAE, AudioVAEConfig
-    from soundctm.core import samplers, schedule
-    from soundctm.core.precond import CTMPrecond
 
     root, cache = parts
     _, _, f, p, text = path_file(parts, tmp_path)
@@ -304,21 +323,17 @@ def test_envelope_term_pulls_the_decoded_loudness_contour_to_the_teacher_solutio
     (with_vae / "index.json").write_text(json.dumps({**index, "vae": str(tmp_path / "vae"), "mel": mel.to_dict(),
                                                      "clip_samples": clip}))
     levels = train_soundctm.decoded_levels(vae, mel.n_frames(clip), mel.power)
-    cond = {"tokens": text.tokens[p["caption_index"]], "mask": text.mask[p["caption_index"]], "omega": p["omega"]}
 
     def envelope_error(student_dir):
-        G = CTMPrecond(TwoTimeTextUNet.from_pretrained(student_dir).eval(), 0.5)
         with torch.no_grad():
-            out = samplers.sample_ctm(G, p["x_T"], schedule.karras_sigmas(3, 0.002, 80.0), 0.0, **cond)
+            out = two_step_output(student_dir, p, text)
             return train_soundctm.envelope_distance(levels(out), levels(p["x0"])).mean().item()
 
-    common = [f"ctm.pairs_path={f}", "ctm.distance=l2", "ctm.rollout_batch=8", "ctm.rollout_steps=2",
-              "train.steps=40", "train.ckpt_every=40", "train.lr=3e-3", "train.grad_clip=null",
-              "train.ema_decays=[0.5]", "ctm.dsm_weight=0", "ctm.pairs_weight=0", "ctm.rollout_weight=1"]
+    common = [*rollout_args(f), "ctm.rollout_weight=1"]
     assert run(root, with_vae, "env0", *common) == 0
     assert run(root, with_vae, "env", *common, "ctm.rollout_envelope_weight=1") == 0
     assert envelope_error(root / "env" / "student") < 0.85 * envelope_error(root / "env0" / "student")
-    logged = [json.loads(line) for line in (root / "env" / "logs" / "metrics.jsonl").read_text().splitlines()]
+    logged = logged_metrics(root / "env")
     values = [r["train/rollout_envelope"] for r in logged if "train/rollout_envelope" in r]
     assert values and all(math.isfinite(v) for v in values)
     assert run(root, with_vae, "env_bad", *common, "ctm.rollout_envelope_weight=-1") == 2
