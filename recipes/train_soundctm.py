@@ -22,7 +22,7 @@ from soundctm.core import losses, samplers, schedule
 from soundctm.core.precond import CTMPrecond, edm_scalings
 from soundctm.core.utils import append_dims
 from soundctm.data.cache import LatentCacheDataset, whole_batch
-from soundctm.nn.discriminator import FeatureDiscriminator
+from soundctm.nn.discriminator import HEADS, FeatureDiscriminator
 from soundctm.nn.unet import TextUNet, TwoTimeTextUNet, UNetFeatures, architecture_mismatch
 from soundctm.train import TrainConfig, Trainer
 from soundctm.train.ema import ema_key
@@ -89,6 +89,16 @@ class GANConfig:
     # the generator term's weight ramps linearly from 0 over this many steps after start_step while the
     # discriminator already learns (0 = full weight at once): a random discriminator's gradient is noise
     ramp_steps: int = 0
+    # steps after start_step in which only the discriminator learns (the generator term is off and its fakes are
+    # drawn without gradient), so that the generator meets a discriminator that already tells something apart
+    disc_warmup: int = 0
+    # the discriminator's heads: "conv" (a small conv per feature level, averaged over positions) or "stats" (an MLP
+    # on each level's per-channel mean and log-std, see soundctm.nn.discriminator)
+    head: str = "conv"
+    # the reals: "data" = cache latents (CTM's term); "teacher" = the x_0 of the same cached guided-teacher
+    # trajectories that the fakes jump from (same ω and caption; needs source "pairs"), so the term matches the
+    # student's distribution to the teacher's rather than to the data's
+    real: str = "data"
 
 
 @dataclass(frozen=True)
@@ -124,10 +134,11 @@ def draw_log_uniform(n: int, lo: float, hi: float, rng: torch.Generator, device)
 
 
 def with_gan(base_loss, features, cfg: SoundCTMRecipeConfig, sigma_data: float, pairs=None, text=None):
-    """Add CTM's GAN term: the discriminator sees teacher features of real latents and of student samples at
-    σ_min (``gan.source``: 1-step from noise, or jumps from cached teacher trajectory states, see GANConfig), both
-    noised to σ_D from ``gan.sigma_range``; generator and discriminator losses are summed, each reaching only its
-    own parameters."""
+    """Add CTM's GAN term: the discriminator sees teacher features of reals (``gan.real``: cache latents, or the
+    teacher's solutions of the fakes' own trajectories) and of student samples at σ_min (``gan.source``: 1-step
+    from noise, or jumps from cached teacher trajectory states, see GANConfig), both noised to σ_D from
+    ``gan.sigma_range``; generator and discriminator losses are summed, each reaching only its own parameters.
+    For ``gan.disc_warmup`` steps after ``gan.start_step`` only the discriminator learns."""
     g = cfg.gan
     lo, hi = g.sigma_range
 
@@ -135,40 +146,52 @@ def with_gan(base_loss, features, cfg: SoundCTMRecipeConfig, sigma_data: float, 
         loss, logs = base_loss(batch, models, step, rng)
         if step < g.start_step:
             return loss, logs
+        warm = step < g.start_step + g.disc_warmup
         x0, tokens, mask = batch["latent"], batch["tokens"], batch["mask"]
         dev = x0.device
         G = CTMPrecond(models["net"], sigma_data)
-        if g.source == "pairs":  # as many fakes as reals: the discriminator loss adds them per sample
-            n = min(g.batch, x0.shape[0])
-            x_a, _, t, _, omega, f_tokens, f_mask = draw_pair_jumps(pairs, text, cfg.ctm.pairs_steps, n, rng, dev)
-            fake = G(x_a, t, torch.full_like(t, cfg.ctm.sigma_min), tokens=f_tokens, mask=f_mask, omega=omega)
-            x0, tokens, mask = x0[:n], tokens[:n], mask[:n]
-        else:
-            b = x0.shape[0]
-            t = torch.full((b,), cfg.ctm.sigma_max, device=dev)
-            s_min = torch.full((b,), cfg.ctm.sigma_min, device=dev)
-            x_T = torch.randn(x0.shape, generator=rng, device=rng.device).to(dev) * cfg.ctm.sigma_max
-            fake = G(x_T, t, s_min, tokens=tokens, mask=mask)
-            f_tokens, f_mask = tokens, mask
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not warm):
+            if g.source == "pairs":  # as many fakes as reals: the discriminator loss adds them per sample
+                n = min(g.batch, x0.shape[0])
+                x_a, _, t, _, omega, f_tokens, f_mask, end = draw_pair_jumps(pairs, text, cfg.ctm.pairs_steps, n,
+                                                                             rng, dev, with_end=True)
+                fake = G(x_a, t, torch.full_like(t, cfg.ctm.sigma_min), tokens=f_tokens, mask=f_mask, omega=omega)
+                if g.real == "teacher":
+                    x0, tokens, mask = end, f_tokens, f_mask
+                else:
+                    x0, tokens, mask = x0[:n], tokens[:n], mask[:n]
+            else:
+                b = x0.shape[0]
+                t = torch.full((b,), cfg.ctm.sigma_max, device=dev)
+                s_min = torch.full((b,), cfg.ctm.sigma_min, device=dev)
+                x_T = torch.randn(x0.shape, generator=rng, device=rng.device).to(dev) * cfg.ctm.sigma_max
+                fake = G(x_T, t, s_min, tokens=tokens, mask=mask)
+                f_tokens, f_mask = tokens, mask
         sd_f = draw_log_uniform(fake.shape[0], lo, hi, rng, dev)
         sd_r = draw_log_uniform(x0.shape[0], lo, hi, rng, dev)
         eps_f = torch.randn(fake.shape, generator=rng, device=rng.device).to(dev)
         eps_r = torch.randn(x0.shape, generator=rng, device=rng.device).to(dev)
         noisy_f = fake + append_dims(sd_f, fake.ndim) * eps_f
         disc = models["disc"]
-        frozen = {k: v.detach() for k, v in disc.named_parameters()}
-        logits_g = torch.func.functional_call(disc, frozen, (features(noisy_f, sd_f, f_tokens, f_mask),))
-        loss_g = losses.gan_generator_loss(logits_g).mean()
         with torch.no_grad():
             f_real = features(x0 + append_dims(sd_r, x0.ndim) * eps_r, sd_r, tokens, mask)
             f_fake = features(noisy_f.detach(), sd_f, f_tokens, f_mask)
-        loss_d = losses.gan_discriminator_loss(disc(f_real), disc(f_fake)).mean()
+        logits_real, logits_fake = disc(f_real), disc(f_fake)
+        loss_d = losses.gan_discriminator_loss(logits_real, logits_fake).mean()
+        # the fraction of reals and fakes the discriminator places on their side (0.5 = chance)
+        acc = 0.5 * ((logits_real.mean(1) > 0).float().mean() + (logits_fake.mean(1) < 0).float().mean())
+        logs.update({"train/gan_d": loss_d.detach(), "train/gan_acc": acc})
+        if warm:
+            return loss + loss_d, logs
+        frozen = {k: v.detach() for k, v in disc.named_parameters()}
+        logits_g = torch.func.functional_call(disc, frozen, (features(noisy_f, sd_f, f_tokens, f_mask),))
+        loss_g = losses.gan_generator_loss(logits_g).mean()
         from soundctm.train.tasks import last_layer_weight
 
         lam = losses.adaptive_weight(loss, loss_g, last_layer_weight(models["net"]))
         if g.ramp_steps > 0:
-            lam = lam * min(1.0, (step - g.start_step) / g.ramp_steps)
-        logs.update({"train/gan_g": loss_g.detach(), "train/gan_d": loss_d.detach(), "train/gan_lambda": lam})
+            lam = lam * min(1.0, (step - g.start_step - g.disc_warmup) / g.ramp_steps)
+        logs.update({"train/gan_g": loss_g.detach(), "train/gan_lambda": lam})
         return loss + g.weight * lam * loss_g + loss_d, logs
 
     return loss_fn
@@ -207,15 +230,17 @@ def draw_jumps(n: int, steps: tuple[int, ...], M: int, rng: torch.Generator) -> 
 
 
 def draw_pair_jumps(pairs: dict[str, torch.Tensor], text, steps: tuple[int, ...], n: int, rng: torch.Generator,
-                    dev) -> tuple[torch.Tensor, ...]:
+                    dev, with_end: bool = False) -> tuple[torch.Tensor, ...]:
     """``n`` cached teacher trajectories drawn uniformly, each with one sampler jump (a, b) from ``draw_jumps``:
-    (x_a, x_b, σ_a, σ_b, ω, tokens, mask) on ``dev``. ``pairs`` as in ``with_teacher_pairs``."""
+    (x_a, x_b, σ_a, σ_b, ω, tokens, mask) on ``dev``, and with ``with_end`` each trajectory's x_0 last.
+    ``pairs`` as in ``with_teacher_pairs``."""
     states, grid = pairs["states"], pairs["grid"]
     i = torch.randint(0, len(pairs["omega"]), (n,), generator=rng, device=dev).cpu()
     a, b = draw_jumps(n, steps, len(grid) - 1, rng)
     cap = pairs["caption_index"][i]
-    return (states[i, a].to(dev), states[i, b].to(dev), grid[a].to(dev), grid[b].to(dev), pairs["omega"][i].to(dev),
-            text.tokens[cap].to(dev), text.mask[cap].to(dev))
+    out = (states[i, a].to(dev), states[i, b].to(dev), grid[a].to(dev), grid[b].to(dev), pairs["omega"][i].to(dev),
+           text.tokens[cap].to(dev), text.mask[cap].to(dev))
+    return (*out, states[i, -1].to(dev)) if with_end else out
 
 
 def with_teacher_pairs(base_loss, pairs: dict[str, torch.Tensor], text, dist, c: CTMConfig):
@@ -369,6 +394,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"gan.source must be noise or pairs, got {g.source!r}")
         if g.enabled and g.source == "pairs" and pairs is None:
             raise ValueError("gan.source=pairs needs ctm.pairs_path (cached teacher trajectories)")
+        if g.head not in HEADS:
+            raise ValueError(f"gan.head must be one of {HEADS}, got {g.head!r}")
+        if g.real not in ("data", "teacher"):
+            raise ValueError(f"gan.real must be data or teacher, got {g.real!r}")
+        if g.enabled and g.real == "teacher" and g.source != "pairs":
+            raise ValueError("gan.real=teacher needs gan.source=pairs (the reals are the fakes' own trajectories)")
+        if g.disc_warmup < 0:
+            raise ValueError(f"gan.disc_warmup must be >= 0, got {g.disc_warmup}")
         if g.batch < 1 or g.ramp_steps < 0 or not 0 < g.sigma_range[0] <= g.sigma_range[1]:
             raise ValueError(f"gan.batch must be >= 1, gan.ramp_steps >= 0 and gan.sigma_range (lo, hi) with "
                              f"0 < lo <= hi, got {g.batch}, {g.ramp_steps}, {g.sigma_range}")
@@ -401,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     trainable = ["net"]
     if cfg.gan.enabled:
         chans = [*teacher.unet.config.block_out_channels, teacher.unet.config.block_out_channels[-1]]
-        models["disc"] = FeatureDiscriminator(chans, cfg.gan.hidden)
+        models["disc"] = FeatureDiscriminator(chans, cfg.gan.hidden, cfg.gan.head)
         trainable.append("disc")
         loss_fn = with_gan(loss_fn, features, cfg, c.sigma_data, pairs, data.text)
     with Trainer(cfg.train, run_config=cfg) as trainer:

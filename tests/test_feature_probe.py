@@ -29,3 +29,20 @@ def test_probe_keeps_pairs_on_one_side_of_the_split():
 def test_probe_refuses_mismatched_sets():
     with pytest.raises(ValueError, match="a and b"):
         probe.probe_accuracy(torch.zeros(10, 3), torch.zeros(9, 3))
+
+
+def test_online_discriminator_learns_a_spread_difference_and_reads_chance_on_identical_sets():
+    """The recipe's stats head trained online tells feature maps spread 2× wider apart (> 0.8 held out after 200
+    steps) and reads identical distributions near chance; mismatched levels are refused."""
+    g = torch.Generator().manual_seed(2)
+    chans = [3, 5]
+
+    def levels(scale):
+        return [scale * torch.randn(200, c, 4, 6, generator=g) for c in chans]
+
+    real = levels(1.0)
+    acc = probe.online_accuracy(real, levels(2.0), chans, "stats", checkpoints=(50, 200), lr=3e-3)
+    assert set(acc) == {50, 200} and acc[200] > 0.8
+    assert abs(probe.online_accuracy(real, levels(1.0), chans, "stats", checkpoints=(200,), lr=3e-3)[200] - 0.5) < 0.1
+    with pytest.raises(ValueError, match="a and b"):
+        probe.online_accuracy(real, levels(1.0)[:1], chans)

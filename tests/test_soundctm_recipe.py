@@ -424,6 +424,63 @@ def test_gan_on_trajectory_jumps_reaches_the_student_and_checks_its_arguments(pa
     assert run(root, cache, "gan_bad4", *common, "gan.ramp_steps=-1") == 2
 
 
+def test_gan_reals_from_the_teacher_are_the_fakes_own_trajectory_solutions(parts, tmp_path):
+    """gan.real=teacher: the discriminator's reals are the cached x_0 of the very trajectories the fakes jump from,
+    with their captions; during gan.disc_warmup the generator term is not computed (no gan_g logged)."""
+    root, _ = parts
+    _, _, _, p, text = path_file(parts, tmp_path)
+    gan = train_soundctm.GANConfig(enabled=True, source="pairs", real="teacher", head="stats", batch=4,
+                                   sigma_range=(1e-9, 1e-9), disc_warmup=5)
+    cfg = train_soundctm.SoundCTMRecipeConfig(gan=gan, ctm=train_soundctm.CTMConfig(pairs_steps=(1, 2, 4)))
+    states, grid = train_soundctm.path_states(p, cfg.ctm)
+    pairs = {"states": states, "grid": grid, "omega": p["omega"], "caption_index": p["caption_index"]}
+    seen = []
+
+    def features(x, sigma, tokens, mask):
+        seen.append((x.detach().clone(), tokens.clone()))
+        return [x.mean(1, keepdim=True)]
+
+    loss_fn = train_soundctm.with_gan(lambda *a: (torch.zeros(()), {}), features, cfg, 0.5, pairs, text)
+    teacher = TextUNet.from_pretrained(root / "teacher")
+    disc = train_soundctm.FeatureDiscriminator([1], 8, "stats")
+    models = {"net": TwoTimeTextUNet.from_teacher(teacher), "disc": disc}
+    batch = {"latent": torch.zeros(4, *states.shape[2:]), "tokens": text.tokens[:4], "mask": text.mask[:4]}
+    loss, logs = loss_fn(batch, models, 0, torch.Generator().manual_seed(0))
+    assert "train/gan_g" not in logs and 0.0 <= float(logs["train/gan_acc"]) <= 1.0 and torch.isfinite(loss)
+    (real, real_tokens), (fake, fake_tokens) = seen
+    ends = states[:, -1].flatten(1)
+    match = torch.cdist(real.flatten(1), ends).argmin(1)
+    assert torch.allclose(real.flatten(1), ends[match], atol=1e-6)
+    assert torch.equal(real_tokens, text.tokens[p["caption_index"][match]]) and torch.equal(real_tokens, fake_tokens)
+    assert not torch.allclose(fake, real, atol=1e-3)
+
+
+def test_gan_warmup_trains_only_the_discriminator_and_bad_gan_options_exit_2(parts, tmp_path):
+    """With gan.disc_warmup covering the run, the generator weight does not change the student (weight 1 vs 0, same
+    draws) while the stats discriminator logs its loss and accuracy; without the warm-up it does. An unknown head
+    or real, real=teacher without trajectory fakes, and a negative warm-up exit 2."""
+    root, cache = parts
+    _, _, f, _, _ = path_file(parts, tmp_path)
+    common = ["gan.enabled=true", "gan.source=pairs", "gan.real=teacher", "gan.head=stats", "gan.batch=3",
+              f"ctm.pairs_path={f}", "ctm.pairs_steps=[1,2,4]", "ctm.distance=l2", "train.lr=1e-3"]
+
+    def student(name):
+        return TwoTimeTextUNet.from_pretrained(root / name / "student").state_dict()
+
+    for name, extra in [("warm1", "gan.weight=1"), ("warm0", "gan.weight=0"), ("nowarm1", "gan.disc_warmup=0")]:
+        warm = [] if name == "nowarm1" else ["gan.disc_warmup=3"]
+        assert run(root, cache, name, *common, *warm, extra) == 0
+    a, b, c = student("warm1"), student("warm0"), student("nowarm1")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(c[k], b[k]) for k in c)
+    rows = [r for r in logged_metrics(root / "warm1") if "train/gan_d" in r]
+    assert rows and all("train/gan_g" not in r and 0 <= r["train/gan_acc"] <= 1 for r in rows)
+    assert any("train/gan_g" in r for r in logged_metrics(root / "nowarm1"))
+    for i, bad in enumerate(["gan.head=mlp", "gan.real=noise", "gan.disc_warmup=-1"]):
+        assert run(root, cache, f"gan_opt_bad{i}", *common, bad) == 2
+    assert run(root, cache, "gan_opt_bad_src", *common, "gan.source=noise") == 2
+
+
 def test_draw_log_uniform_stays_in_its_range():
     rng = torch.Generator().manual_seed(0)
     s = train_soundctm.draw_log_uniform(4000, 0.1, 10.0, rng, "cpu")
