@@ -36,15 +36,18 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def half_split(n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row indices of a random half split of ``n`` rows: (training half, held-out half)."""
+    perm = torch.randperm(n, generator=g)
+    return perm[: n // 2], perm[n // 2:]
+
+
 def probe_accuracy(a: torch.Tensor, b: torch.Tensor, seed: int = 0, iters: int = 300) -> float:
     """Held-out accuracy of a logistic probe telling the rows of ``a`` from those of ``b`` (equal counts, row i of
     each on the same side of a random half split, so paired sets cannot leak through their partners)."""
     if a.shape != b.shape or a.ndim != 2 or len(a) < 4:
         raise ValueError(f"a and b must be [n >= 4, d] of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
-    g = torch.Generator().manual_seed(seed)
-    n = len(a)
-    perm = torch.randperm(n, generator=g)
-    tr, te = perm[: n // 2], perm[n // 2:]
+    tr, te = half_split(len(a), torch.Generator().manual_seed(seed))
     xa, xb = a.double(), b.double()
     x_tr, x_te = torch.cat([xa[tr], xb[tr]]), torch.cat([xa[te], xb[te]])
     mu, sd = x_tr.mean(0), x_tr.std(0) + 1e-8  # standardised with the training half's statistics alone
@@ -77,8 +80,7 @@ def online_accuracy(a: list[torch.Tensor], b: list[torch.Tensor], channels: list
         raise ValueError("a and b must be feature levels of one shape with >= 4 rows each")
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    perm = torch.randperm(n, generator=g)
-    tr, te = perm[: n // 2], perm[n // 2:]
+    tr, te = half_split(n, g)
     disc = FeatureDiscriminator(channels, hidden, head)
     opt = torch.optim.RAdam(disc.parameters(), lr=lr)
     out = {}
@@ -90,21 +92,24 @@ def online_accuracy(a: list[torch.Tensor], b: list[torch.Tensor], channels: list
         opt.step()
         if step in checkpoints:
             with torch.no_grad():
-                ra, rb = disc([f[te] for f in a]).mean(1), disc([f[te] for f in b]).mean(1)
-            out[step] = float(0.5 * ((ra > 0).double().mean() + (rb < 0).double().mean()))
+                out[step] = float(losses.gan_discriminator_accuracy(disc([f[te] for f in a]), disc([f[te] for f in b])))
     return out
 
 
-def pooled_features(features, x: torch.Tensor, sigma: float, tokens, mask, gen: torch.Generator,
-                    batch: int = 64) -> torch.Tensor:
-    """Per-channel mean and std over positions of every feature level of ``x`` noised to σ_D = ``sigma``."""
+def noised_levels(features, x: torch.Tensor, sigma: float, tokens, mask, gen: torch.Generator,
+                  batch: int = 64) -> list[torch.Tensor]:
+    """Every feature level ``[n, C, H, W]`` of ``x`` noised to σ_D = ``sigma`` (the noise drawn batch by batch)."""
     out = []
     for j in range(0, len(x), batch):
         xs = x[j: j + batch]
         noisy = xs + sigma * torch.randn(xs.shape, generator=gen)
-        fs = features(noisy, torch.full((len(xs),), sigma), tokens[j: j + batch], mask[j: j + batch])
-        out.append(torch.cat([torch.cat([f.mean((2, 3)), f.std((2, 3))], 1) for f in fs], 1))
-    return torch.cat(out)
+        out.append(features(noisy, torch.full((len(xs),), sigma), tokens[j: j + batch], mask[j: j + batch]))
+    return [torch.cat(level) for level in zip(*out)]
+
+
+def pooled(levels: list[torch.Tensor]) -> torch.Tensor:
+    """Per-channel mean and std over positions of every level, side by side: ``[n, 2 · Σ C]``."""
+    return torch.cat([torch.cat([f.mean((2, 3)), f.std((2, 3))], 1) for f in levels], 1)
 
 
 def main(argv=None) -> int:
@@ -173,20 +178,19 @@ def main(argv=None) -> int:
                            omega=pairs["omega"][sl]))
         sets = {"real": (real, data.text.tokens[real_cap], data.text.mask[real_cap]),
                 "teacher": (pairs["x0"][:n], tokens, mask), "student": (torch.cat(jumps), tokens, mask)}
-        rows = []
+        rows, raw = [], None
         for sigma in sigmas:
-            f = {k: pooled_features(features, x, sigma, t, m, gen) for k, (x, t, m) in sets.items()}
+            levels = {k: noised_levels(features, x, sigma, t, m, gen) for k, (x, t, m) in sets.items()}
+            if sigma == args.online_sigma:
+                raw = levels
+            f = {k: pooled(v) for k, v in levels.items()}
             row = {"sigma_D": sigma}
             for a_name, b_name in (("real", "teacher"), ("real", "student"), ("teacher", "student")):
                 row[f"{a_name} vs {b_name}"] = probe_accuracy(f[a_name], f[b_name], seed=args.seed)
             rows.append(row)
             print(row, flush=True)
-        raw = {}
-        for k, (x, t, m) in sets.items():
-            noisy = x + args.online_sigma * torch.randn(x.shape, generator=gen)
-            levels = [features(noisy[j: j + 64], torch.full((len(noisy[j: j + 64]),), args.online_sigma),
-                               t[j: j + 64], m[j: j + 64]) for j in range(0, n, 64)]
-            raw[k] = [torch.cat(fs) for fs in zip(*levels)]
+        if raw is None:  # the online table's σ_D is not among the probe's
+            raw = {k: noised_levels(features, x, args.online_sigma, t, m, gen) for k, (x, t, m) in sets.items()}
     channels = [f.shape[1] for f in raw["real"]]
     online = {}
     for head in heads:

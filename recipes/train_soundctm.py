@@ -178,9 +178,8 @@ def with_gan(base_loss, features, cfg: SoundCTMRecipeConfig, sigma_data: float, 
             f_fake = features(noisy_f.detach(), sd_f, f_tokens, f_mask)
         logits_real, logits_fake = disc(f_real), disc(f_fake)
         loss_d = losses.gan_discriminator_loss(logits_real, logits_fake).mean()
-        # the fraction of reals and fakes the discriminator places on their side (0.5 = chance)
-        acc = 0.5 * ((logits_real.mean(1) > 0).float().mean() + (logits_fake.mean(1) < 0).float().mean())
-        logs.update({"train/gan_d": loss_d.detach(), "train/gan_acc": acc})
+        logs.update({"train/gan_d": loss_d.detach(),
+                     "train/gan_acc": losses.gan_discriminator_accuracy(logits_real, logits_fake)})
         if warm:
             return loss + loss_d, logs
         frozen = {k: v.detach() for k, v in disc.named_parameters()}

@@ -101,3 +101,7 @@ def test_gan_losses_closed_form():
     assert torch.allclose(losses.gan_generator_loss(zero), torch.full((3,), math.log(2)))
     assert torch.allclose(losses.gan_discriminator_loss(zero, zero), torch.full((3,), 2 * math.log(2)))
     assert losses.gan_discriminator_loss(torch.full((1, 1), 10.0), torch.full((1, 1), -10.0)) < 1e-3
+    # accuracy: per-sample mean logit; reals right when > 0 (1 of 3 here), fakes right when < 0 (1 of 2)
+    real = torch.tensor([[1.0, 1.0], [2.0, -3.0], [-1.0, 0.5]])
+    fake = torch.tensor([[-1.0, -2.0], [0.5, 0.1]])
+    assert losses.gan_discriminator_accuracy(real, fake).item() == pytest.approx(0.5 * (1 / 3 + 1 / 2))

@@ -467,9 +467,10 @@ def test_gan_warmup_trains_only_the_discriminator_and_bad_gan_options_exit_2(par
     def student(name):
         return TwoTimeTextUNet.from_pretrained(root / name / "student").state_dict()
 
-    for name, extra in [("warm1", "gan.weight=1"), ("warm0", "gan.weight=0"), ("nowarm1", "gan.disc_warmup=0")]:
-        warm = [] if name == "nowarm1" else ["gan.disc_warmup=3"]
-        assert run(root, cache, name, *common, *warm, extra) == 0
+    runs = [("warm1", ["gan.disc_warmup=3", "gan.weight=1"]), ("warm0", ["gan.disc_warmup=3", "gan.weight=0"]),
+            ("nowarm1", ["gan.disc_warmup=0"])]
+    for name, extra in runs:
+        assert run(root, cache, name, *common, *extra) == 0
     a, b, c = student("warm1"), student("warm0"), student("nowarm1")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(c[k], b[k]) for k in c)

@@ -156,3 +156,11 @@ def gan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
 def gan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Discriminator loss softplus(−D(real)) + softplus(D(fake)) per sample."""
     return _mean_per_sample(F.softplus(-real_logits)) + _mean_per_sample(F.softplus(fake_logits))
+
+
+def gan_discriminator_accuracy(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The balanced share of reals and fakes a discriminator places on their side (mean logit per sample > 0 for a
+    real, < 0 for a fake); 0.5 is chance."""
+    real = (_mean_per_sample(real_logits) > 0).float().mean()
+    fake = (_mean_per_sample(fake_logits) < 0).float().mean()
+    return 0.5 * (real + fake)

@@ -26,27 +26,28 @@ class PooledStatsHead(nn.Module):
         return self.net(stats).squeeze(1)
 
 
-class FeatureDiscriminator(nn.Module):
-    """One small head per feature level; logits ``[B, n_levels]``.
+class ConvHead(nn.Sequential):
+    """A 3×3 conv, SiLU and a 1×1 conv on one feature level, averaged over positions: ``[B, C, H, W] → [B]``."""
 
-    ``head="conv"``: a 3×3 conv, SiLU and a 1×1 conv, averaged over positions; ``"stats"``: ``PooledStatsHead``."""
+    def __init__(self, channels: int, hidden: int):
+        super().__init__(nn.Conv2d(channels, hidden, 3, padding=1), nn.SiLU(), nn.Conv2d(hidden, 1, 1))
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return super().forward(f).mean((1, 2, 3))
+
+
+class FeatureDiscriminator(nn.Module):
+    """One small head per feature level (``head``: ``"conv"`` → ``ConvHead``, ``"stats"`` → ``PooledStatsHead``);
+    logits ``[B, n_levels]``."""
 
     def __init__(self, channels: list[int], hidden: int = 32, head: str = "conv"):
         super().__init__()
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
-        self.head = head
-        if head == "stats":
-            self.heads = nn.ModuleList(PooledStatsHead(c, hidden) for c in channels)
-        else:
-            self.heads = nn.ModuleList(
-                nn.Sequential(nn.Conv2d(c, hidden, 3, padding=1), nn.SiLU(), nn.Conv2d(hidden, 1, 1))
-                for c in channels
-            )
+        cls = PooledStatsHead if head == "stats" else ConvHead
+        self.heads = nn.ModuleList(cls(c, hidden) for c in channels)
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
         if len(features) != len(self.heads):
             raise ValueError(f"expected {len(self.heads)} feature levels, got {len(features)}")
-        if self.head == "stats":
-            return torch.stack([head(f) for head, f in zip(self.heads, features)], 1)
-        return torch.stack([head(f).mean((1, 2, 3)) for head, f in zip(self.heads, features)], 1)
+        return torch.stack([head(f) for head, f in zip(self.heads, features)], 1)
