@@ -243,16 +243,18 @@ PAIRED_HEAD = ["sampler", "steps", "γ", *ATTRS, "mean", "pooled", "Δ mean (95 
 
 def goals_table(pipe, prompts, batch: int, guidance: float, quick: bool = False,
                 teacher_cache: str | Path | None = None, nu: float = 1.0,
-                ctm_rows: tuple[tuple[int, float], ...] = CTM_ROWS) -> tuple[list[dict], list[str]]:
+                ctm_rows: tuple[tuple[int, float], ...] = CTM_ROWS,
+                sigmas: list[float] | None = None) -> tuple[list[dict], list[str]]:
     """The SoundCTM goals, paired: the 40-step teacher and CTM rows (``ctm_rows``, (steps, γ) pairs) on the same
     prompts and seeds, each CTM row with
     its difference to the teacher (mean over attributes and pooled) and a 95 % paired-bootstrap interval. The
     teacher's verdicts come from ``teacher_cache`` when it holds them (see ``evaluate_teacher``); the CTM rows
-    sample with ν-sampling at ``nu`` (1: the conditional jump alone)."""
+    sample with ν-sampling at ``nu`` (1: the conditional jump alone) along ``sigmas`` (default: the pipeline's Karras
+    grid)."""
     ref_clips: list = []
     rows = [teacher_reference(pipe, prompts, batch, ref_clips, quick, teacher_cache)]
     rows += [paired_to(ref_clips, pipe, prompts, batch, {"sampler": "ctm", "steps": steps, "γ": gamma},
-                       steps=steps, gamma=gamma, nu=nu) for steps, gamma in ctm_rows]
+                       steps=steps, gamma=gamma, nu=nu, sigmas=sigmas) for steps, gamma in ctm_rows]
     return rows, goals_lines(rows, guidance, nu)
 
 
@@ -472,6 +474,8 @@ def main(argv=None) -> int:
                    help="ν-sampling for the goals and students tables' CTM rows (1: no unconditional pass)")
     p.add_argument("--ctm-rows", default=",".join(f"{k}:{g:g}" for k, g in CTM_ROWS), metavar="STEPS:GAMMA,...",
                    help="the goals and students tables' CTM rows (e.g. 1:0,4:0 for the two goals alone)")
+    p.add_argument("--ctm-sigmas", default=None, metavar="S0,S1,...",
+                   help="goals table: the CTM rows' jump times (steps + 1 of them for every row), not the Karras grid")
     p.add_argument("--solve-steps", default="17", metavar="K,K",
                    help="--tables solve: the teacher's Heun step counts to pair against its 40 steps")
     p.add_argument("--note", default=None, help="a provenance line for the markdown")
@@ -510,6 +514,15 @@ def main(argv=None) -> int:
         ctm_rows = parse_ctm_rows(args.ctm_rows)
     except ValueError as err:
         p.error(str(err))
+    ctm_sigmas = None
+    if args.ctm_sigmas is not None:
+        try:
+            ctm_sigmas = [float(v) for v in args.ctm_sigmas.split(",")]
+        except ValueError:
+            p.error(f"--ctm-sigmas must be comma-separated numbers, got {args.ctm_sigmas!r}")
+        if any(steps != len(ctm_sigmas) - 1 for steps, _ in ctm_rows):
+            p.error(f"--ctm-sigmas has {len(ctm_sigmas)} levels: every --ctm-rows row needs "
+                    f"{len(ctm_sigmas) - 1} steps")
     if "students" in tables and not args.candidate:
         p.error("--tables students needs --candidate DIR (an exported student folder)")
     torch.set_num_threads(1)
@@ -526,7 +539,7 @@ def main(argv=None) -> int:
     prompts = heldout_prompts(n, seed=args.prompt_seed, split="heldout")
     guidance = pipe.config.guidance
     result = {"model": args.model if not args.quick else "tiny-random", "n_prompts": n, "guidance": guidance,
-              "prompt_seed": args.prompt_seed, "nu": args.nu}
+              "prompt_seed": args.prompt_seed, "nu": args.nu, **({"ctm_sigmas": ctm_sigmas} if ctm_sigmas else {})}
     lines = ["# Generated audio judged by the SynthCaps measurement functions", "",
              f"{n} held-out SynthCaps prompts (prompt set {args.prompt_seed}; set 0's first 144 are the 144-prompt "
              "tables' prompts), seed = prompt index; accuracy in % per prompted attribute "
@@ -536,6 +549,8 @@ def main(argv=None) -> int:
              + " (an attribute with few prompts moves in large steps).", ""]
     if args.note:
         lines += [args.note, ""]
+    if ctm_sigmas:
+        lines += ["Goals' CTM jump times: " + ", ".join(f"{v:g}" for v in ctm_sigmas) + " (not the Karras grid).", ""]
     if "teacher" in tables:
         rows = []
         for steps in ((2, 4) if args.quick else (10, 20, 40)):
@@ -559,7 +574,7 @@ def main(argv=None) -> int:
         lines += table(f"CTM vs teacher at ω = {guidance}", rows, ["sampler", "steps", "γ"])
     if "goals" in tables:
         rows, lines_goals = goals_table(pipe, prompts, args.batch, guidance, args.quick, teacher_cache=cache,
-                                        nu=args.nu, ctm_rows=ctm_rows)
+                                        nu=args.nu, ctm_rows=ctm_rows, sigmas=ctm_sigmas)
         result["goals"] = rows
         lines += lines_goals
     if "solve" in tables:

@@ -116,6 +116,28 @@ def check_generate_args(steps, gamma, guidance, nu, num_samples, sampler, seed) 
         raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
 
 
+def check_sigmas(sigmas, steps: int, sampler: str, sigma_min: float, sigma_max: float) -> torch.Tensor | None:
+    """A custom noise-level schedule as a float tensor (None: the default Karras grid). The CTM sampler takes
+    ``steps + 1`` jump times in [σ_min, σ_max]; the ODE samplers ``steps + 1`` levels ending at exactly 0, the others
+    in [σ_min, σ_max]. Strictly decreasing either way; the first scales x_T."""
+    if sigmas is None:
+        return None
+    ode = sampler != "ctm"
+    rule = (f"sigmas must be steps + 1 = {steps + 1} strictly decreasing noise levels in [{sigma_min:g}, "
+            f"{sigma_max:g}]" + (" followed by a final 0" if ode else "") + f" for sampler={sampler!r}")
+    try:
+        vals = [float(v) for v in (sigmas.tolist() if hasattr(sigmas, "tolist") else sigmas)]
+    except (TypeError, ValueError):
+        raise ValueError(f"{rule}, got {sigmas!r}") from None
+    body = vals[:-1] if ode else vals
+    ok = (len(vals) == steps + 1 and all(math.isfinite(v) for v in vals)
+          and all(a > b for a, b in zip(vals, vals[1:])) and all(sigma_min <= v <= sigma_max for v in body)
+          and (not ode or vals[-1] == 0.0))
+    if not ok:
+        raise ValueError(f"{rule}, got {vals}")
+    return torch.tensor(vals, dtype=torch.float32)
+
+
 def _finite(v) -> bool:
     return isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and math.isfinite(float(v))
 
@@ -186,10 +208,19 @@ class SoundCTM:
         null = self.text_encoder.encode_unconditional(1).to(self.device)
         return {"tokens": emb.tokens, "mask": emb.mask}, {"tokens": null.tokens, "mask": null.mask}
 
-    def initial_noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """x_T = σ_max·z in latent shape ``[n, C, H, W]`` (drawn on the CPU so seeds match across devices)."""
+    def initial_noise(self, n: int, generator: torch.Generator, sigma: float | None = None) -> torch.Tensor:
+        """x_T = σ·z (σ: the schedule's first level, default σ_max) in latent shape ``[n, C, H, W]`` (drawn on the
+        CPU so seeds match across devices)."""
         z = torch.randn(n, *self.config.latent_shape, generator=generator)
-        return (z * self.config.sigma_max).to(self.device)
+        return (z * (self.config.sigma_max if sigma is None else sigma)).to(self.device)
+
+    def default_sigmas(self, steps: int, sampler: str = "ctm") -> torch.Tensor:
+        """The Karras grid a sampler uses unless given ``sigmas``: CTM's ``steps`` jumps end at σ_min, the ODE
+        solvers' ``steps`` steps at 0."""
+        c = self.config
+        if sampler == "ctm":
+            return schedule.karras_sigmas(steps + 1, c.sigma_min, c.sigma_max)
+        return schedule.append_zero(schedule.karras_sigmas(steps, c.sigma_min, c.sigma_max))
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """Latents → waveforms ``[N, T]`` (VAE → mel → vocoder), cropped to the clip, peak-safe (≤ 0.99)."""
@@ -200,14 +231,14 @@ class SoundCTM:
         return (wave * np.minimum(1.0, 0.99 / np.maximum(peak, 1e-12))).astype(np.float32)
 
     def sample_latents(self, x_T, cond, uncond, steps, gamma, guidance, nu, sampler, teacher_solver,
-                       generator, callback=None) -> torch.Tensor:
-        """Run the chosen sampler from x_T; returns clean latents."""
+                       generator, callback=None, sigmas: torch.Tensor | None = None) -> torch.Tensor:
+        """Run the chosen sampler from x_T along ``sigmas`` (default: ``default_sigmas``); returns clean latents."""
         n = x_T.shape[0]
+        sig = (self.default_sigmas(steps, sampler) if sigmas is None else sigmas).to(self.device)
         omega = torch.full((n,), float(guidance), device=self.device)
         if sampler == "ctm":
             G = CTMPrecond(self.student, self.config.sigma_data)
             G_nu = classifier_free_guidance(G, nu, uncond)  # ν-sampling; ν = 1 evaluates no unconditional branch
-            sig = schedule.karras_sigmas(steps + 1, self.config.sigma_min, self.config.sigma_max, device=self.device)
             return samplers.sample_ctm(G_nu, x_T, sig, gamma, generator=generator, callback=callback,
                                        omega=omega, **cond)
         if sampler == "teacher":
@@ -218,38 +249,41 @@ class SoundCTM:
             D = CTMPrecond(self.student, self.config.sigma_data).denoiser()
             omega = torch.ones_like(omega)
         D_w = classifier_free_guidance(D, float(guidance), uncond)
-        sig = schedule.append_zero(schedule.karras_sigmas(steps, self.config.sigma_min, self.config.sigma_max,
-                                                          device=self.device))
         return samplers.sample_ode(D_w, x_T, sig, teacher_solver, callback=callback, omega=omega, **cond)
 
     # ---- the public call ----
     @torch.no_grad()
     def generate(self, prompt: str | list[str], steps: int = 1, gamma: float = 0.0, guidance: float | None = None,
                  nu: float = 1.0, seed: int | None = None, num_samples: int = 1, sampler: str = "ctm",
-                 teacher_solver: str = "heun", callback=None) -> Audio:
+                 teacher_solver: str = "heun", callback=None, sigmas=None) -> Audio:
         """Generate ``num_samples`` clips per prompt.
 
         steps: CTM jumps (sampler="ctm") or ODE steps ("teacher", "score"); gamma ∈ [0, 1]: 0 deterministic,
         1 consistency-model multistep; guidance ω ≥ 0 (default: the model's); nu ≥ 0: SoundCTM's ν-sampling
-        mix of conditional and unconditional jumps (1 = conditional only); seed: reproducible x_T and noise.
+        mix of conditional and unconditional jumps (1 = conditional only); seed: reproducible x_T and noise;
+        sigmas: a custom noise-level schedule (``steps + 1`` levels, see ``check_sigmas``; default the Karras grid
+        of ``default_sigmas``), e.g. to place the 4-step sampler's jumps elsewhere.
         """
         prompts = check_prompts(prompt)
         check_generate_args(steps, gamma, guidance, nu, num_samples, sampler, seed)
         if teacher_solver not in TEACHER_SOLVERS:
             raise ValueError(f"teacher_solver must be one of {TEACHER_SOLVERS}, got {teacher_solver!r}")
+        sigmas = check_sigmas(sigmas, int(steps), sampler, self.config.sigma_min, self.config.sigma_max)
+        sig = self.default_sigmas(int(steps), sampler) if sigmas is None else sigmas
         guidance = self.config.guidance if guidance is None else float(guidance)
         seed = int(torch.randint(0, 2**31 - 1, ()).item()) if seed is None else int(seed)
         generator = torch.Generator().manual_seed(seed)
         batch = [p for p in prompts for _ in range(num_samples)]
         t0 = time.perf_counter()
         cond, uncond = self.encode_text(batch)
-        x_T = self.initial_noise(len(batch), generator)
+        x_T = self.initial_noise(len(batch), generator, float(sig[0]))
         latents = self.sample_latents(x_T, cond, uncond, int(steps), float(gamma), guidance, float(nu), sampler,
-                                      teacher_solver, generator, callback)
+                                      teacher_solver, generator, callback, sigmas=sig)
         waves = self.decode(latents)
         seconds = time.perf_counter() - t0
         info = {"steps": int(steps), "gamma": float(gamma), "guidance": guidance, "nu": float(nu), "seed": seed,
                 "sampler": sampler, "nfe": self.nfe(sampler, int(steps), guidance, float(nu), teacher_solver),
+                "sigmas": [float(v) for v in sig],
                 "seconds": seconds, "audio_seconds": waves.shape[1] / self.config.sample_rate * len(waves)}
         info["real_time_factor"] = info["audio_seconds"] / max(seconds, 1e-9)
         return Audio(waves, self.config.sample_rate, batch, info)

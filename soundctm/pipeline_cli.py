@@ -30,6 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-samples", type=int, default=1, help="clips per prompt")
     p.add_argument("--sampler", default="ctm", choices=SAMPLERS)
     p.add_argument("--teacher-solver", default="heun", choices=TEACHER_SOLVERS)
+    p.add_argument("--sigmas", default=None, metavar="S0,S1,...",
+                   help="custom noise levels, steps + 1 of them, descending (ODE samplers end at 0); "
+                        "default: the Karras grid")
     p.add_argument("-o", "--output", default="out.wav", help="output wav (single prompt)")
     p.add_argument("--spectrogram", default=None, help="also write a mel-spectrogram PNG here (single prompt)")
     p.add_argument("--prompts-file", default=None, help="one prompt per line; writes into --out-dir")
@@ -53,6 +56,29 @@ def read_prompts(args) -> list[str]:
     return [args.prompt]
 
 
+def parse_sigmas(text: str | None) -> list[float] | None:
+    """``--sigmas`` as numbers (their range is checked against the model's in ``generate``)."""
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise CliError(f"--sigmas must be comma-separated numbers, e.g. 80,2.5,0.002; got {text!r}") from None
+
+
+def sigma_range(model: Path) -> tuple[float, float]:
+    """The model's [σ_min, σ_max] from its ``model_index.json`` (unbounded when unreadable: loading reports that)."""
+    import json
+
+    from soundctm.pipeline import INDEX_FILE, PipelineConfig
+
+    try:
+        config = PipelineConfig.from_dict(json.loads((model / INDEX_FILE).read_text()))
+    except (OSError, ValueError, TypeError, KeyError):
+        return 0.0, float("inf")
+    return config.sigma_min, config.sigma_max
+
+
 def check_output(path: Path) -> None:
     """Fail early, before any model is loaded, when an output cannot be written."""
     import os
@@ -67,11 +93,14 @@ def check_output(path: Path) -> None:
 def run(args) -> list[Path]:
     from tqdm.auto import tqdm
 
-    from soundctm.pipeline import SoundCTM, check_generate_args, check_prompts
+    from soundctm.pipeline import SoundCTM, check_generate_args, check_prompts, check_sigmas
 
     prompts = read_prompts(args)
     check_prompts(prompts)
     check_generate_args(args.steps, args.gamma, args.guidance, args.nu, args.num_samples, args.sampler, args.seed)
+    sigmas = parse_sigmas(args.sigmas)
+    if sigmas is not None:  # before the model loads, against its σ range when its index is readable
+        check_sigmas(sigmas, args.steps, args.sampler, *sigma_range(Path(args.model)))
     if args.batch_size < 1:
         raise CliError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.prompts_file:
@@ -84,7 +113,8 @@ def run(args) -> list[Path]:
             check_output(Path(args.spectrogram))
     pipe = SoundCTM.from_pretrained(args.model, device=args.device)
     kw = dict(steps=args.steps, gamma=args.gamma, guidance=args.guidance, nu=args.nu,
-              num_samples=args.num_samples, sampler=args.sampler, teacher_solver=args.teacher_solver)
+              num_samples=args.num_samples, sampler=args.sampler, teacher_solver=args.teacher_solver,
+              sigmas=sigmas)
     if not args.prompts_file:
         audio = pipe.generate(prompts[0], seed=args.seed, **kw)
         written = audio.save(args.output)

@@ -327,3 +327,33 @@ def test_ctm_rows_choose_the_paired_rows_and_bad_rows_are_refused(bench):
         with pytest.raises(SystemExit) as err:
             bench.main(["--quick", "--tables", "students", "--candidate", "x", "--ctm-rows", bad])
         assert err.value.code == 2
+
+
+def test_ctm_sigmas_reach_the_goals_rows_and_bad_values_are_refused(bench, tmp_path):
+    """--ctm-sigmas: the goals table's CTM rows sample along the given jump times (the teacher row does not);
+    non-numbers, or a count that does not match every row's steps + 1, exit 2 naming --ctm-sigmas."""
+    from pipeline_utils import make_pipeline
+
+    from soundctm.data.synthcaps import heldout_prompts
+
+    pipe = make_pipeline()
+    seen = []
+    real = pipe.generate
+
+    def spy(prompt, **kw):
+        audio = real(prompt, **kw)
+        seen.append((kw.get("sampler", "ctm"), audio.info["sigmas"]))
+        return audio
+
+    pipe.generate = spy
+    prompts = heldout_prompts(4, seed=0, split="heldout")
+    bench.goals_table(pipe, prompts, 4, 2.0, quick=True, teacher_cache=None, ctm_rows=((2, 0.0),),
+                      sigmas=[30.0, 1.0, 0.002])
+    ctm = [s for sampler, s in seen if sampler == "ctm"]
+    assert ctm and all(s == pytest.approx([30.0, 1.0, 0.002]) for s in ctm)
+    teacher = [s for sampler, s in seen if sampler == "teacher"]
+    assert teacher and all(s[0] == pytest.approx(80.0) and s[-1] == 0.0 for s in teacher)
+    for bad in (["--ctm-sigmas", "80,x,0.002"], ["--ctm-rows", "1:0,2:0", "--ctm-sigmas", "80,1,0.002"]):
+        with pytest.raises(SystemExit) as err:
+            bench.main(["--quick", "--tables", "goals", *bad])
+        assert err.value.code == 2

@@ -33,6 +33,18 @@ def test_same_seed_same_file(model, tmp_path):
     assert np.array_equal(sf.read(tmp_path / "x.wav")[0], sf.read(tmp_path / "y.wav")[0])
 
 
+def test_sigmas_option_reaches_the_sampler(model, tmp_path):
+    """--sigmas at their default values writes the same file as no --sigmas; other values another."""
+    from soundctm.core import schedule
+
+    grid = ",".join(repr(float(v)) for v in schedule.karras_sigmas(3, 0.002, 80.0))
+    for name, extra in (("d.wav", []), ("g.wav", ["--sigmas", grid]), ("o.wav", ["--sigmas", "30,1,0.002"])):
+        assert main(["a bell", "--model", str(model), "--steps", "2", "--seed", "1", "-o", str(tmp_path / name),
+                     *extra]) == 0
+    default, same, other = (sf.read(tmp_path / n)[0] for n in ("d.wav", "g.wav", "o.wav"))
+    assert np.array_equal(default, same) and not np.array_equal(default, other)
+
+
 def test_prompts_file_batches(model, tmp_path):
     prompts = tmp_path / "p.txt"
     prompts.write_text("a beep\n\nrain falling\na knock\n")
@@ -48,6 +60,8 @@ def test_prompts_file_batches(model, tmp_path):
     (["x", "--gamma", "2"], "gamma"), (["x", "--guidance", "-1"], "guidance"), (["x", "--guidance", "nan"], "guidance"),
     (["x", "--num-samples", "0"], "num_samples"), (["x", "-o", "/nonexistent/dir/out.wav"], "output directory"),
     (["x", "--model", "/nonexistent/model"], "does not exist"), ([], "prompt"), (["x", "--steps", "abc"], "steps"),
+    (["x", "--sigmas", "80,fast"], "--sigmas must be comma-separated numbers"),
+    (["x", "--steps", "2", "--sigmas", "80,0.002"], "sigmas must be steps + 1 = 3"),
 ])
 def test_bad_input_exits_2_with_one_line(model, tmp_path, capsys, args, needle):
     extra = [] if "--model" in args else ["--model", str(model)]

@@ -149,3 +149,50 @@ def test_vocoder_options_in_the_model_index_reach_the_vocoder(saved, tmp_path):
     (copy / "model_index.json").write_text(json.dumps(idx))
     with pytest.raises(ValueError, match="bad options \\['hop'\\]"):
         SoundCTM.from_pretrained(copy, text_encoder=text_encoder())
+
+
+def test_default_sigmas_are_the_karras_grid_and_passing_them_changes_nothing(saved):
+    pipe, _ = saved
+    from soundctm.core import schedule
+
+    grid = pipe.default_sigmas(4)
+    assert torch.equal(grid, schedule.karras_sigmas(5, 0.002, 80.0))
+    assert torch.equal(pipe.default_sigmas(3, "teacher"), schedule.append_zero(schedule.karras_sigmas(3, 0.002, 80.0)))
+    a = pipe.generate("a bell", steps=4, seed=2)
+    b = pipe.generate("a bell", steps=4, seed=2, sigmas=grid.tolist())
+    assert np.array_equal(a.waveforms, b.waveforms)
+    assert a.info["sigmas"] == b.info["sigmas"] == pytest.approx(grid.tolist(), rel=1e-6)
+    t = pipe.generate("a bell", steps=3, seed=2, sampler="teacher")
+    u = pipe.generate("a bell", steps=3, seed=2, sampler="teacher", sigmas=pipe.default_sigmas(3, "teacher"))
+    assert np.array_equal(t.waveforms, u.waveforms)
+
+
+def test_custom_sigmas_place_the_jumps_and_scale_x_T(saved):
+    """γ = 0: the sampler jumps t_i → t_{i+1} along the given levels exactly; x_T is their first level times z."""
+    pipe, _ = saved
+    from soundctm.core.precond import CTMPrecond
+
+    sig = [40.0, 6.0, 0.9, 0.002]
+    seen = []
+    pipe.generate("a bell", steps=3, seed=4, sigmas=sig, callback=lambda i: seen.append((float(i["t"]), float(i["s"]))))
+    assert [v for ts in seen for v in ts] == pytest.approx([v for ts in zip(sig[:-1], sig[1:]) for v in ts])
+    cond, _ = pipe.encode_text(["a bell"])
+    z = torch.randn(1, *pipe.config.latent_shape, generator=torch.Generator().manual_seed(4))
+    G = CTMPrecond(pipe.student, 0.5)
+    one = pipe.generate("a bell", steps=1, seed=4, sigmas=[12.0, 0.05])
+    direct = G(12.0 * z, torch.full((1,), 12.0), torch.full((1,), 0.05), omega=torch.full((1,), 3.5), **cond)
+    assert np.allclose(one.waveforms, pipe.decode(direct), atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"steps": 2, "sigmas": [80.0, 0.002]},                         # too few for 2 steps
+    {"steps": 2, "sigmas": [80.0, 0.1, 0.5]},                      # not decreasing
+    {"steps": 2, "sigmas": [120.0, 1.0, 0.002]},                   # above σ_max
+    {"steps": 2, "sigmas": [80.0, 1.0, 0.0]},                      # CTM ends at σ_min at the lowest
+    {"steps": 2, "sigmas": [80.0, float("nan"), 0.002]},
+    {"steps": 2, "sigmas": ["a", "b", "c"]},
+    {"steps": 2, "sigmas": [80.0, 1.0, 0.002], "sampler": "teacher"},  # an ODE grid ends at 0
+])
+def test_bad_sigmas_name_the_argument_and_the_rule(saved, kwargs):
+    with pytest.raises(ValueError, match=r"sigmas must be steps \+ 1 = 3 strictly decreasing"):
+        saved[0].generate("a beep", **kwargs)
