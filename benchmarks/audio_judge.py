@@ -35,10 +35,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from soundctm.data.synthcaps_measure import JUDGED_ATTRIBUTES
 from soundctm.fileio import atomic_write_text, with_extension
 
 ROOT = Path(__file__).resolve().parents[1]
-ATTRS = ("family", "pitch", "count", "sweep", "loudness")
+ATTRS = JUDGED_ATTRIBUTES
 
 
 def judge_clips(waves: np.ndarray, sr: int, attrs_list: list[dict]) -> list[dict[str, bool]]:

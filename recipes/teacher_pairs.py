@@ -11,6 +11,10 @@ resumable: the file is rewritten atomically after every batch and
 a rerun with the same arguments continues after the pairs already there. Processes with different ``--seed`` draw
 different pairs; ``--merge A B ... --out C`` concatenates their files (2 processes of 1 thread each fill this
 2-core CPU better than one of 2 threads).
+
+``--keep-judged A --model PIPELINE --cache-dir DIR --out B`` keeps the pairs of A whose x_0, decoded by the
+pipeline's VAE and vocoder, passes the SynthCaps judge on every attribute its caption prompts (family, pitch, count,
+sweep, loudness; the cache records each caption's attributes): distillation targets without the teacher's misses.
 """
 
 from __future__ import annotations
@@ -99,12 +103,71 @@ def merge_pairs(paths: list[str | os.PathLike], out: str | os.PathLike) -> int:
     return len(merged["omega"])
 
 
+def caption_attributes(data: LatentCacheDataset) -> dict[int, dict]:
+    """Per caption index, the attributes its first cached sample records (a SynthCaps caption states the judged
+    ones). Empty when the cache records none."""
+    if not data.attributes:
+        return {}
+    first: dict[int, int] = {}
+    for i, c in enumerate(data.caption_index.tolist()):
+        first.setdefault(c, i)
+    return {c: {k: v[i] for k, v in data.attributes.items()} for c, i in first.items()}
+
+
+def judge_pairs(pairs: dict[str, torch.Tensor], attributes: dict[int, dict], decode, sample_rate: int,
+                batch: int = 64) -> tuple[torch.Tensor, dict[str, float]]:
+    """Which pairs' x_0 pass every judged attribute of their caption (``decode``: latents → waveforms [B, T]); and
+    the pass rate per attribute over the pairs that prompt it."""
+    from soundctm.data.synthcaps_measure import JUDGED_ATTRIBUTES, judge
+
+    keep, hits = [], {a: [] for a in JUDGED_ATTRIBUTES}
+    captions = pairs["caption_index"].tolist()
+    missing = sorted({c for c in captions if c not in attributes})
+    if missing:
+        raise ValueError(f"the cache records no attributes for caption indices {missing[:5]}")
+    for i in tqdm(range(0, len(captions), batch), desc="judging x_0", unit="batch"):
+        waves = decode(pairs["x0"][i: i + batch])
+        for wave, c in zip(waves, captions[i: i + batch]):
+            verdict = {k: ok for k, ok in judge(wave, sample_rate, attributes[c]).items() if k in hits}
+            for k, ok in verdict.items():
+                hits[k].append(bool(ok))
+            keep.append(all(verdict.values()))
+    rates = {k: sum(v) / len(v) for k, v in hits.items() if v}
+    return torch.tensor(keep, dtype=torch.bool), rates
+
+
+def keep_rows(pairs: dict[str, torch.Tensor], keep: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The pairs where ``keep`` is true (every per-pair tensor; ``path_sigma`` is shared and stays whole)."""
+    return {k: (v if k == "path_sigma" else v[keep]) for k, v in pairs.items()}
+
+
+def keep_judged(src: str | os.PathLike, model: str | os.PathLike, cache_dir: str | os.PathLike,
+                out: str | os.PathLike) -> tuple[int, int, dict[str, float]]:
+    """``--keep-judged``: write the judged-correct pairs of ``src`` to ``out``; returns (kept, total, pass rates)."""
+    from soundctm.pipeline import SoundCTM
+
+    pairs = load_pairs(src)
+    attributes = caption_attributes(LatentCacheDataset(cache_dir, in_memory=False))
+    if not attributes:
+        raise ValueError(f"cache {str(cache_dir)!r} records no caption attributes (a SynthCaps cache does)")
+    pipe = SoundCTM.from_pretrained(model)
+    with torch.no_grad():
+        keep, rates = judge_pairs(pairs, attributes, pipe.decode, pipe.config.sample_rate)
+    save_pairs(keep_rows(pairs, keep), out, {"kept_judged_from": str(src), "kept": f"{int(keep.sum())}/{len(keep)}",
+                                             "teacher_pass_rates": ",".join(f"{k}={v:.3f}" for k, v in rates.items())})
+    return int(keep.sum()), len(keep), rates
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="teacher_pairs", description=__doc__.splitlines()[0])
     p.add_argument("--teacher")
     p.add_argument("--cache-dir")
     p.add_argument("--out", required=True)
     p.add_argument("--merge", nargs="+", metavar="FILE", help="concatenate these pairs files into --out instead")
+    p.add_argument("--keep-judged", metavar="FILE",
+                   help="write to --out only the pairs of FILE whose x_0 the SynthCaps judge passes (needs --model, "
+                        "--cache-dir)")
+    p.add_argument("--model", help="--keep-judged: the pipeline folder whose VAE and vocoder decode x_0")
     p.add_argument("--n", type=int, default=2048)
     p.add_argument("--steps", type=int, default=18, help="Heun steps (2·steps − 1 guided evaluations)")
     p.add_argument("--batch", type=int, default=32)
@@ -125,6 +188,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"teacher_pairs: --merge: {err}", file=sys.stderr)
             return 2
         print(f"{n} pairs in {args.out}")
+        return 0
+    if args.keep_judged:
+        if not (args.model and args.cache_dir):
+            print("teacher_pairs: --keep-judged needs --model and --cache-dir", file=sys.stderr)
+            return 2
+        try:
+            kept, total, rates = keep_judged(args.keep_judged, args.model, args.cache_dir, args.out)
+        except (ValueError, OSError) as err:
+            print(f"teacher_pairs: --keep-judged: {err}", file=sys.stderr)
+            return 2
+        print(f"kept {kept} of {total} pairs in {args.out}; the teacher's pass rate per attribute: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
         return 0
     for name in ("teacher", "cache_dir"):
         if not getattr(args, name):

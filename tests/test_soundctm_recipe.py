@@ -43,6 +43,60 @@ def test_gan_term_runs_and_trains_the_discriminator(parts):
     assert "gan" in prov
 
 
+def test_keep_judged_keeps_the_pairs_whose_x0_passes_its_captions_attributes(parts, tmp_path):
+    """--keep-judged: each pair's x_0 is judged against the attributes the cache records for its caption; a pair
+    whose x_0 is its own caption's clip stays, one whose x_0 is another clip with other judged attributes goes, and
+    every per-pair tensor (the path included) is cut alike. A cache without attributes exits 2."""
+    import numpy as np
+
+    from soundctm.data import synthcaps as sc
+    from soundctm.data.cache import LatentCache, LatentCacheDataset, TextEmbedding
+    from soundctm.data.synthcaps_measure import JUDGED_ATTRIBUTES, judge
+
+    teacher_pairs = load_recipe("teacher_pairs")
+    clips = [sc.make_clip(11, "train", i) for i in range(8)]
+    n = len(clips)
+    attrs = {k: [c[2][k] for c in clips] for k in clips[0][2]}
+    tokens = torch.zeros(n + 1, 2, 4)
+    LatentCache(torch.zeros(n, 1, 2, 2), torch.arange(n) + 1, [""] + [c[1] for c in clips],
+                TextEmbedding(tokens, torch.ones(n + 1, 2, dtype=torch.bool), tokens.mean(1)), attrs).save(
+        tmp_path / "cache")
+    data = LatentCacheDataset(tmp_path / "cache")
+    table = teacher_pairs.caption_attributes(data)
+    assert table[3]["count"] == clips[2][2]["count"] and set(table) == set(range(1, n + 1))
+
+    def judged(wave_of, caption):
+        v = judge(clips[wave_of][0], 16000, clips[caption - 1][2])
+        return all(ok for k, ok in v.items() if k in JUDGED_ATTRIBUTES)
+
+    own = [i for i in range(n) if judged(i, i + 1)]
+    assert len(own) >= n - 1  # the judge recovers generated attributes (tests/test_synthcaps.py)
+    # pairs 0..n-1: x_0 = the caption's own clip; pairs n..2n-1: x_0 = the next clip, under the same captions
+    wave_of = list(range(n)) + [(i + 1) % n for i in range(n)]
+    caption = torch.tensor([i % n + 1 for i in range(2 * n)])
+    pairs = {"x_T": torch.randn(2 * n, 1, 2, 2), "x0": torch.tensor(wave_of, dtype=torch.float32)[:, None, None, None]
+             .expand(-1, 1, 2, 2).contiguous(), "omega": torch.rand(2 * n), "caption_index": caption,
+             "path": torch.randn(2 * n, 3, 1, 2, 2), "path_sigma": torch.tensor([5.0, 1.0, 0.1])}
+
+    def decode(lat):
+        return np.stack([clips[int(v)][0] for v in lat[:, 0, 0, 0]])
+
+    keep, rates = teacher_pairs.judge_pairs(pairs, table, decode, 16000, batch=5)
+    expected = [judged(w, int(c)) for w, c in zip(wave_of, caption)]
+    assert keep.tolist() == expected and all(keep[i] for i in own)
+    assert sum(expected[n:]) <= n // 2  # another clip mostly fails the caption
+    assert set(rates) <= set(JUDGED_ATTRIBUTES) and rates["loudness"] < 1.0
+    kept = teacher_pairs.keep_rows(pairs, keep)
+    assert torch.equal(kept["path"], pairs["path"][keep]) and torch.equal(kept["x_T"], pairs["x_T"][keep])
+    assert torch.equal(kept["path_sigma"], pairs["path_sigma"]) and len(kept["omega"]) == int(keep.sum())
+    teacher_pairs.save_pairs(pairs, tmp_path / "p.safetensors", {})
+    _, cache = parts
+    args = ["--keep-judged", str(tmp_path / "p.safetensors"), "--out", str(tmp_path / "k.safetensors")]
+    assert teacher_pairs.main(args) == 2  # needs --model and --cache-dir
+    assert teacher_pairs.main([*args, "--model", str(tmp_path), "--cache-dir", str(cache)]) == 2  # no attributes
+    assert not (tmp_path / "k.safetensors").exists()
+
+
 def test_bad_arguments_exit_2(parts, capsys):
     root, cache = parts
     assert run(root, cache, "bad", "ctm.distance=cosine") == 2

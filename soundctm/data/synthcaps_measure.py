@@ -17,6 +17,7 @@ import numpy as np
 FRAME_S = 0.064  # analysis window
 HOP_S = 0.016  # analysis hop
 PITCH_BOUNDS_HZ = (310.0, 880.0)  # low | medium | high (generator ranges 130-240, 400-700, 1100-2600 Hz)
+JUDGED_ATTRIBUTES = ("family", "pitch", "count", "sweep", "loudness")  # what the audio judge scores (not fade)
 LOUDNESS_THRESHOLD_DB = -31.0  # quiet | loud (generator levels -42..-38 and -24..-20 dBFS)
 SWEEP_THRESHOLD_OCT_PER_S = 0.25  # |slope| above this is a rising / falling sweep
 FADE_THRESHOLD_DB = 6.0  # last third minus first third of the clip
