@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from soundctm.data.synthcaps_measure import JUDGED_ATTRIBUTES
+from soundctm.data.synthcaps_measure import JUDGED_ATTRIBUTES, judge_scored
 from soundctm.fileio import atomic_write_text, with_extension
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,10 +44,7 @@ ATTRS = JUDGED_ATTRIBUTES
 
 def judge_clips(waves: np.ndarray, sr: int, attrs_list: list[dict]) -> list[dict[str, bool]]:
     """Per clip, its verdict on each attribute its prompt sets."""
-    from soundctm.data.synthcaps_measure import judge
-
-    return [{k: bool(ok) for k, ok in judge(wave, sr, attrs).items() if k in ATTRS}
-            for wave, attrs in zip(waves, attrs_list)]
+    return [judge_scored(wave, sr, attrs) for wave, attrs in zip(waves, attrs_list)]
 
 
 def pool_verdicts(per_clip: list[dict[str, bool]]) -> dict[str, list[bool]]:
@@ -537,6 +534,13 @@ def main(argv=None) -> int:
         pipe, n = make_pipeline(), 4
     else:
         pipe, n = SoundCTM.from_pretrained(args.model), args.n_prompts
+    if ctm_sigmas:  # against the model's σ range now, not after the teacher's row
+        from soundctm.pipeline import check_sigmas
+
+        try:
+            check_sigmas(ctm_sigmas, len(ctm_sigmas) - 1, "ctm", pipe.config.sigma_min, pipe.config.sigma_max)
+        except ValueError as err:
+            p.error(f"--ctm-sigmas: {err}")
     prompts = heldout_prompts(n, seed=args.prompt_seed, split="heldout")
     guidance = pipe.config.guidance
     result = {"model": args.model if not args.quick else "tiny-random", "n_prompts": n, "guidance": guidance,

@@ -118,7 +118,7 @@ def judge_pairs(pairs: dict[str, torch.Tensor], attributes: dict[int, dict], dec
                 batch: int = 64) -> tuple[torch.Tensor, dict[str, float]]:
     """Which pairs' x_0 pass every judged attribute of their caption (``decode``: latents → waveforms [B, T]); and
     the pass rate per attribute over the pairs that prompt it."""
-    from soundctm.data.synthcaps_measure import JUDGED_ATTRIBUTES, judge
+    from soundctm.data.synthcaps_measure import JUDGED_ATTRIBUTES, judge_scored
 
     keep, hits = [], {a: [] for a in JUDGED_ATTRIBUTES}
     captions = pairs["caption_index"].tolist()
@@ -128,9 +128,9 @@ def judge_pairs(pairs: dict[str, torch.Tensor], attributes: dict[int, dict], dec
     for i in tqdm(range(0, len(captions), batch), desc="judging x_0", unit="batch"):
         waves = decode(pairs["x0"][i: i + batch])
         for wave, c in zip(waves, captions[i: i + batch]):
-            verdict = {k: ok for k, ok in judge(wave, sample_rate, attributes[c]).items() if k in hits}
+            verdict = judge_scored(wave, sample_rate, attributes[c])
             for k, ok in verdict.items():
-                hits[k].append(bool(ok))
+                hits[k].append(ok)
             keep.append(all(verdict.values()))
     rates = {k: sum(v) / len(v) for k, v in hits.items() if v}
     return torch.tensor(keep, dtype=torch.bool), rates

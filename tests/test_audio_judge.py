@@ -353,7 +353,8 @@ def test_ctm_sigmas_reach_the_goals_rows_and_bad_values_are_refused(bench, tmp_p
     assert ctm and all(s == pytest.approx([30.0, 1.0, 0.002]) for s in ctm)
     teacher = [s for sampler, s in seen if sampler == "teacher"]
     assert teacher and all(s[0] == pytest.approx(80.0) and s[-1] == 0.0 for s in teacher)
-    for bad in (["--ctm-sigmas", "80,x,0.002"], ["--ctm-rows", "1:0,2:0", "--ctm-sigmas", "80,1,0.002"]):
+    for bad in (["--ctm-sigmas", "80,x,0.002"], ["--ctm-rows", "1:0,2:0", "--ctm-sigmas", "80,1,0.002"],
+                ["--ctm-rows", "2:0", "--ctm-sigmas", "80,100,0.002"]):  # not decreasing: refused before any row
         with pytest.raises(SystemExit) as err:
             bench.main(["--quick", "--tables", "goals", *bad])
         assert err.value.code == 2

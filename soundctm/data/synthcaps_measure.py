@@ -285,6 +285,12 @@ def judge(wave: np.ndarray, sr: int, attrs: dict) -> dict[str, bool]:
     return judge_measurement(measure(wave, sr), attrs)
 
 
+def judge_scored(wave: np.ndarray, sr: int, attrs: dict) -> dict[str, bool]:
+    """`judge` restricted to the attributes the audio judge scores (`JUDGED_ATTRIBUTES`: fade is measured, not
+    scored)."""
+    return {k: bool(ok) for k, ok in judge(wave, sr, attrs).items() if k in JUDGED_ATTRIBUTES}
+
+
 def judge_measurement(m: Measurement, attrs: dict) -> dict[str, bool]:
     """Per prompted attribute, whether a measurement matches it (keys: family, pitch, count, sweep, loudness, fade).
 
