@@ -512,15 +512,14 @@ def main(argv=None) -> int:
         ctm_rows = parse_ctm_rows(args.ctm_rows)
     except ValueError as err:
         p.error(str(err))
-    ctm_sigmas = None
-    if args.ctm_sigmas is not None:
-        try:
-            ctm_sigmas = [float(v) for v in args.ctm_sigmas.split(",")]
-        except ValueError:
-            p.error(f"--ctm-sigmas must be comma-separated numbers, got {args.ctm_sigmas!r}")
-        if any(steps != len(ctm_sigmas) - 1 for steps, _ in ctm_rows):
-            p.error(f"--ctm-sigmas has {len(ctm_sigmas)} levels: every --ctm-rows row needs "
-                    f"{len(ctm_sigmas) - 1} steps")
+    from soundctm.pipeline_cli import parse_sigmas
+
+    try:
+        ctm_sigmas = parse_sigmas(args.ctm_sigmas, "--ctm-sigmas")
+    except ValueError as err:
+        p.error(str(err))
+    if ctm_sigmas is not None and any(steps != len(ctm_sigmas) - 1 for steps, _ in ctm_rows):
+        p.error(f"--ctm-sigmas has {len(ctm_sigmas)} levels: every --ctm-rows row needs {len(ctm_sigmas) - 1} steps")
     if "students" in tables and not args.candidate:
         p.error("--tables students needs --candidate DIR (an exported student folder)")
     torch.set_num_threads(1)

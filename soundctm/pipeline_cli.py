@@ -56,14 +56,15 @@ def read_prompts(args) -> list[str]:
     return [args.prompt]
 
 
-def parse_sigmas(text: str | None) -> list[float] | None:
-    """``--sigmas`` as numbers (their range is checked against the model's in ``generate``)."""
+def parse_sigmas(text: str | None, flag: str = "--sigmas") -> list[float] | None:
+    """A ``flag`` value of comma-separated noise levels as numbers (``None`` stays ``None``); their range is checked
+    against the model's by ``check_sigmas``. Raises ``ValueError`` naming ``flag``."""
     if text is None:
         return None
     try:
         return [float(v) for v in text.split(",")]
     except ValueError:
-        raise CliError(f"--sigmas must be comma-separated numbers, e.g. 80,2.5,0.002; got {text!r}") from None
+        raise ValueError(f"{flag} must be comma-separated numbers, e.g. 80,2.5,0.002; got {text!r}") from None
 
 
 def sigma_range(model: Path) -> tuple[float, float]:
