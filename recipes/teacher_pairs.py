@@ -115,12 +115,12 @@ def caption_attributes(data: LatentCacheDataset) -> dict[int, dict]:
 
 
 def judge_pairs(pairs: dict[str, torch.Tensor], attributes: dict[int, dict], decode, sample_rate: int,
-                batch: int = 64) -> tuple[torch.Tensor, dict[str, float]]:
-    """Which pairs' x_0 pass every judged attribute of their caption (``decode``: latents → waveforms [B, T]); and
-    the pass rate per attribute over the pairs that prompt it."""
+                batch: int = 64) -> tuple[torch.Tensor, dict[str, float], list[tuple[str, ...]]]:
+    """Which pairs' x_0 pass every judged attribute of their caption (``decode``: latents → waveforms [B, T]); the
+    pass rate per attribute over the pairs that prompt it; and per pair the attributes its caption prompts (sorted)."""
     from soundctm.data.synthcaps_measure import JUDGED_ATTRIBUTES, judge_scored
 
-    keep, hits = [], {a: [] for a in JUDGED_ATTRIBUTES}
+    keep, prompted, hits = [], [], {a: [] for a in JUDGED_ATTRIBUTES}
     captions = pairs["caption_index"].tolist()
     missing = sorted({c for c in captions if c not in attributes})
     if missing:
@@ -132,18 +132,45 @@ def judge_pairs(pairs: dict[str, torch.Tensor], attributes: dict[int, dict], dec
             for k, ok in verdict.items():
                 hits[k].append(ok)
             keep.append(all(verdict.values()))
+            prompted.append(tuple(sorted(verdict)))
     rates = {k: sum(v) / len(v) for k, v in hits.items() if v}
-    return torch.tensor(keep, dtype=torch.bool), rates
+    return torch.tensor(keep, dtype=torch.bool), rates, prompted
+
+
+def balance_rows(keep: torch.Tensor, groups: list, cap: int = 4) -> torch.Tensor:
+    """Row indices of the kept pairs, each repeated so that every group (e.g. the attributes a caption prompts)
+    keeps about its share of the pairs before judging: a group whose pairs pass at rate r is repeated
+    round(r_max / r) times, at most ``cap``. Judging keeps far fewer sweep captions than family-only ones, and a
+    uniform draw from the kept pairs would then under-train the attributes the teacher misses most."""
+    if len(groups) != len(keep):
+        raise ValueError(f"groups has {len(groups)} entries for {len(keep)} pairs")
+    if cap < 1:
+        raise ValueError(f"cap must be >= 1, got {cap}")
+    total: dict = {}
+    kept: dict = {}
+    for g, k in zip(groups, keep.tolist()):
+        total[g] = total.get(g, 0) + 1
+        kept[g] = kept.get(g, 0) + int(k)
+    rate = {g: kept[g] / total[g] for g in total if kept[g]}
+    if not rate:
+        return torch.zeros(0, dtype=torch.long)
+    top = max(rate.values())
+    repeat = {g: min(cap, max(1, round(top / r))) for g, r in rate.items()}
+    rows = [i for i, (g, k) in enumerate(zip(groups, keep.tolist())) if k for _ in range(repeat[g])]
+    return torch.tensor(rows, dtype=torch.long)
 
 
 def keep_rows(pairs: dict[str, torch.Tensor], keep: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The pairs where ``keep`` is true (every per-pair tensor; ``path_sigma`` is shared and stays whole)."""
+    """The pairs ``keep`` selects, a boolean mask or row indices (repeats allowed), in every per-pair tensor;
+    ``path_sigma`` is shared and stays whole."""
     return {k: (v if k == "path_sigma" else v[keep]) for k, v in pairs.items()}
 
 
 def keep_judged(src: str | os.PathLike, model: str | os.PathLike, cache_dir: str | os.PathLike,
-                out: str | os.PathLike) -> tuple[int, int, dict[str, float]]:
-    """``--keep-judged``: write the judged-correct pairs of ``src`` to ``out``; returns (kept, total, pass rates)."""
+                out: str | os.PathLike, balance: bool = False) -> tuple[int, int, dict[str, float], int]:
+    """``--keep-judged``: write the judged-correct pairs of ``src`` to ``out``, with ``balance`` repeated per
+    ``balance_rows`` over the attribute sets their captions prompt; returns (kept, total, pass rates, rows
+    written)."""
     from soundctm.pipeline import SoundCTM
 
     pairs = load_pairs(src)
@@ -152,10 +179,12 @@ def keep_judged(src: str | os.PathLike, model: str | os.PathLike, cache_dir: str
         raise ValueError(f"cache {str(cache_dir)!r} records no caption attributes (a SynthCaps cache does)")
     pipe = SoundCTM.from_pretrained(model)
     with torch.no_grad():
-        keep, rates = judge_pairs(pairs, attributes, pipe.decode, pipe.config.sample_rate)
-    save_pairs(keep_rows(pairs, keep), out, {"kept_judged_from": str(src), "kept": f"{int(keep.sum())}/{len(keep)}",
+        keep, rates, prompted = judge_pairs(pairs, attributes, pipe.decode, pipe.config.sample_rate)
+    rows = balance_rows(keep, prompted) if balance else keep
+    save_pairs(keep_rows(pairs, rows), out, {"kept_judged_from": str(src), "kept": f"{int(keep.sum())}/{len(keep)}",
+                                             "balanced": str(balance),
                                              "teacher_pass_rates": ",".join(f"{k}={v:.3f}" for k, v in rates.items())})
-    return int(keep.sum()), len(keep), rates
+    return int(keep.sum()), len(keep), rates, len(rows) if balance else int(keep.sum())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="write to --out only the pairs of FILE whose x_0 the SynthCaps judge passes (needs --model, "
                         "--cache-dir)")
     p.add_argument("--model", help="--keep-judged: the pipeline folder whose VAE and vocoder decode x_0")
+    p.add_argument("--balance", action="store_true",
+                   help="--keep-judged: repeat the kept pairs so each set of prompted attributes keeps its share "
+                        "of the pairs (a group passing at rate r repeated round(r_max / r) times, at most 4)")
     p.add_argument("--n", type=int, default=2048)
     p.add_argument("--steps", type=int, default=18, help="Heun steps (2·steps − 1 guided evaluations)")
     p.add_argument("--batch", type=int, default=32)
@@ -194,11 +226,11 @@ def main(argv: list[str] | None = None) -> int:
             print("teacher_pairs: --keep-judged needs --model and --cache-dir", file=sys.stderr)
             return 2
         try:
-            kept, total, rates = keep_judged(args.keep_judged, args.model, args.cache_dir, args.out)
+            kept, total, rates, rows = keep_judged(args.keep_judged, args.model, args.cache_dir, args.out, args.balance)
         except (ValueError, OSError) as err:
             print(f"teacher_pairs: --keep-judged: {err}", file=sys.stderr)
             return 2
-        print(f"kept {kept} of {total} pairs in {args.out}; the teacher's pass rate per attribute: "
+        print(f"kept {kept} of {total} pairs ({rows} rows) in {args.out}; the teacher's pass rate per attribute: "
               + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
         return 0
     for name in ("teacher", "cache_dir"):

@@ -81,8 +81,10 @@ def test_keep_judged_keeps_the_pairs_whose_x0_passes_its_captions_attributes(par
     def decode(lat):
         return np.stack([clips[int(v)][0] for v in lat[:, 0, 0, 0]])
 
-    keep, rates = teacher_pairs.judge_pairs(pairs, table, decode, 16000, batch=5)
+    keep, rates, prompted = teacher_pairs.judge_pairs(pairs, table, decode, 16000, batch=5)
     expected = [judged(w, int(c)) for w, c in zip(wave_of, caption)]
+    scored = [judge(clips[w][0], 16000, clips[int(c) - 1][2]) for w, c in zip(wave_of, caption)]
+    assert prompted == [tuple(sorted(k for k in v if k in JUDGED_ATTRIBUTES)) for v in scored]
     assert keep.tolist() == expected and all(keep[i] for i in own)
     assert sum(expected[n:]) <= n // 2  # another clip mostly fails the caption
     assert set(rates) <= set(JUDGED_ATTRIBUTES) and rates["loudness"] < 1.0
@@ -95,6 +97,25 @@ def test_keep_judged_keeps_the_pairs_whose_x0_passes_its_captions_attributes(par
     assert teacher_pairs.main(args) == 2  # needs --model and --cache-dir
     assert teacher_pairs.main([*args, "--model", str(tmp_path), "--cache-dir", str(cache)]) == 2  # no attributes
     assert not (tmp_path / "k.safetensors").exists()
+
+
+def test_balance_rows_restores_each_groups_share_of_the_pairs():
+    """balance_rows: a group passing at half the best group's rate has its kept rows twice, one at a quarter four
+    times, one at a tenth also four (the cap); a group with no kept row stays out; rows are kept rows only, in order;
+    keep_rows takes the indices (repeats included)."""
+    teacher_pairs = load_recipe("teacher_pairs")
+    groups = ["a"] * 4 + ["b"] * 4 + ["c"] * 8 + ["d"] * 10 + ["e"] * 2
+    keep = torch.tensor([1, 1, 1, 1] + [1, 0, 1, 0] + [0, 1, 0, 0, 0, 0, 1, 0] + [0] * 9 + [1] + [0, 0],
+                        dtype=torch.bool)
+    rows = teacher_pairs.balance_rows(keep, groups).tolist()
+    assert rows == [0, 1, 2, 3, 4, 4, 6, 6, 9, 9, 9, 9, 14, 14, 14, 14, 25, 25, 25, 25]
+    assert teacher_pairs.balance_rows(keep, groups, cap=1).tolist() == torch.nonzero(keep).flatten().tolist()
+    pairs = {"x0": torch.arange(len(keep)).float(), "path_sigma": torch.tensor([1.0, 0.1])}
+    out = teacher_pairs.keep_rows(pairs, torch.tensor(rows))
+    assert out["x0"].tolist() == [float(r) for r in rows] and torch.equal(out["path_sigma"], pairs["path_sigma"])
+    for bad in (dict(groups=groups[:-1]), dict(groups=groups, cap=0)):
+        with pytest.raises(ValueError, match="groups|cap"):
+            teacher_pairs.balance_rows(keep, **bad)
 
 
 def test_bad_arguments_exit_2(parts, capsys):
