@@ -213,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
+    if args.balance and not args.keep_judged:
+        print("teacher_pairs: --balance applies to --keep-judged only", file=sys.stderr)
+        return 2
     if args.merge:
         try:
             n = merge_pairs(args.merge, args.out)

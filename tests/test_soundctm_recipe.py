@@ -95,6 +95,7 @@ def test_keep_judged_keeps_the_pairs_whose_x0_passes_its_captions_attributes(par
     _, cache = parts
     args = ["--keep-judged", str(tmp_path / "p.safetensors"), "--out", str(tmp_path / "k.safetensors")]
     assert teacher_pairs.main(args) == 2  # needs --model and --cache-dir
+    assert teacher_pairs.main(["--balance", *args[2:], "--merge", str(tmp_path / "p.safetensors")]) == 2  # no judging
     assert teacher_pairs.main([*args, "--model", str(tmp_path), "--cache-dir", str(cache)]) == 2  # no attributes
     assert not (tmp_path / "k.safetensors").exists()
 
