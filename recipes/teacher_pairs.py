@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -146,17 +147,15 @@ def balance_rows(keep: torch.Tensor, groups: list, cap: int = 4) -> torch.Tensor
         raise ValueError(f"groups has {len(groups)} entries for {len(keep)} pairs")
     if cap < 1:
         raise ValueError(f"cap must be >= 1, got {cap}")
-    total: dict = {}
-    kept: dict = {}
-    for g, k in zip(groups, keep.tolist()):
-        total[g] = total.get(g, 0) + 1
-        kept[g] = kept.get(g, 0) + int(k)
-    rate = {g: kept[g] / total[g] for g in total if kept[g]}
-    if not rate:
+    flags = keep.tolist()
+    total = Counter(groups)
+    kept = Counter(g for g, k in zip(groups, flags) if k)
+    if not kept:
         return torch.zeros(0, dtype=torch.long)
+    rate = {g: kept[g] / total[g] for g in kept}
     top = max(rate.values())
     repeat = {g: min(cap, max(1, round(top / r))) for g, r in rate.items()}
-    rows = [i for i, (g, k) in enumerate(zip(groups, keep.tolist())) if k for _ in range(repeat[g])]
+    rows = [i for i, (g, k) in enumerate(zip(groups, flags)) if k for _ in range(repeat[g])]
     return torch.tensor(rows, dtype=torch.long)
 
 
@@ -180,11 +179,11 @@ def keep_judged(src: str | os.PathLike, model: str | os.PathLike, cache_dir: str
     pipe = SoundCTM.from_pretrained(model)
     with torch.no_grad():
         keep, rates, prompted = judge_pairs(pairs, attributes, pipe.decode, pipe.config.sample_rate)
-    rows = balance_rows(keep, prompted) if balance else keep
-    save_pairs(keep_rows(pairs, rows), out, {"kept_judged_from": str(src), "kept": f"{int(keep.sum())}/{len(keep)}",
+    kept = keep_rows(pairs, balance_rows(keep, prompted) if balance else keep)
+    save_pairs(kept, out, {"kept_judged_from": str(src), "kept": f"{int(keep.sum())}/{len(keep)}",
                                              "balanced": str(balance),
                                              "teacher_pass_rates": ",".join(f"{k}={v:.3f}" for k, v in rates.items())})
-    return int(keep.sum()), len(keep), rates, len(rows) if balance else int(keep.sum())
+    return int(keep.sum()), len(keep), rates, len(kept["omega"])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,7 +51,7 @@ def test_keep_judged_keeps_the_pairs_whose_x0_passes_its_captions_attributes(par
 
     from soundctm.data import synthcaps as sc
     from soundctm.data.cache import LatentCache, LatentCacheDataset, TextEmbedding
-    from soundctm.data.synthcaps_measure import JUDGED_ATTRIBUTES, judge
+    from soundctm.data.synthcaps_measure import JUDGED_ATTRIBUTES, judge_scored
 
     teacher_pairs = load_recipe("teacher_pairs")
     clips = [sc.make_clip(11, "train", i) for i in range(8)]
@@ -66,10 +66,9 @@ def test_keep_judged_keeps_the_pairs_whose_x0_passes_its_captions_attributes(par
     assert table[3]["count"] == clips[2][2]["count"] and set(table) == set(range(1, n + 1))
 
     def judged(wave_of, caption):
-        v = judge(clips[wave_of][0], 16000, clips[caption - 1][2])
-        return all(ok for k, ok in v.items() if k in JUDGED_ATTRIBUTES)
+        return judge_scored(clips[wave_of][0], 16000, clips[caption - 1][2])
 
-    own = [i for i in range(n) if judged(i, i + 1)]
+    own = [i for i in range(n) if all(judged(i, i + 1).values())]
     assert len(own) >= n - 1  # the judge recovers generated attributes (tests/test_synthcaps.py)
     # pairs 0..n-1: x_0 = the caption's own clip; pairs n..2n-1: x_0 = the next clip, under the same captions
     wave_of = list(range(n)) + [(i + 1) % n for i in range(n)]
@@ -82,9 +81,9 @@ def test_keep_judged_keeps_the_pairs_whose_x0_passes_its_captions_attributes(par
         return np.stack([clips[int(v)][0] for v in lat[:, 0, 0, 0]])
 
     keep, rates, prompted = teacher_pairs.judge_pairs(pairs, table, decode, 16000, batch=5)
-    expected = [judged(w, int(c)) for w, c in zip(wave_of, caption)]
-    scored = [judge(clips[w][0], 16000, clips[int(c) - 1][2]) for w, c in zip(wave_of, caption)]
-    assert prompted == [tuple(sorted(k for k in v if k in JUDGED_ATTRIBUTES)) for v in scored]
+    scored = [judged(w, int(c)) for w, c in zip(wave_of, caption)]
+    expected = [all(v.values()) for v in scored]
+    assert prompted == [tuple(sorted(v)) for v in scored]
     assert keep.tolist() == expected and all(keep[i] for i in own)
     assert sum(expected[n:]) <= n // 2  # another clip mostly fails the caption
     assert set(rates) <= set(JUDGED_ATTRIBUTES) and rates["loudness"] < 1.0
