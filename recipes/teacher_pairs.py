@@ -15,6 +15,8 @@ different pairs; ``--merge A B ... --out C`` concatenates their files (2 process
 ``--keep-judged A --model PIPELINE --cache-dir DIR --out B`` keeps the pairs of A whose x_0, decoded by the
 pipeline's VAE and vocoder, passes the SynthCaps judge on every attribute its caption prompts (family, pitch, count,
 sweep, loudness; the cache records each caption's attributes): distillation targets without the teacher's misses.
+``--attributes sweep,count`` draws only captions that prompt those attributes, to spend the solves where the
+teacher misses most and filtering leaves fewest targets.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
@@ -115,6 +118,26 @@ def caption_attributes(data: LatentCacheDataset) -> dict[int, dict]:
     return {c: {k: v[i] for k, v in data.attributes.items()} for c, i in first.items()}
 
 
+def eligible_samples(data: LatentCacheDataset, wanted: tuple[str, ...]) -> torch.Tensor:
+    """Indices of the cached samples whose caption prompts any of the judged attributes ``wanted`` (all samples when
+    ``wanted`` is empty): ``--attributes`` spends the teacher's solves on the captions it misses most."""
+    if not wanted:
+        return torch.arange(len(data))
+    from soundctm.data.synthcaps_measure import JUDGED_ATTRIBUTES, prompted_attributes
+
+    bad = sorted(set(wanted) - set(JUDGED_ATTRIBUTES))
+    if bad:
+        raise ValueError(f"--attributes must name judged attributes {list(JUDGED_ATTRIBUTES)}, got {bad}")
+    if not data.attributes:
+        raise ValueError("--attributes needs a cache that records caption attributes (a SynthCaps cache does)")
+    keys = list(data.attributes)
+    rows = zip(*(data.attributes[k] for k in keys))
+    pool = [i for i, row in enumerate(rows) if set(prompted_attributes(dict(zip(keys, row)))) & set(wanted)]
+    if not pool:
+        raise ValueError(f"no cached caption prompts any of --attributes {list(wanted)}")
+    return torch.tensor(pool, dtype=torch.long)
+
+
 def judge_pairs(pairs: dict[str, torch.Tensor], attributes: dict[int, dict], decode, sample_rate: int,
                 batch: int = 64) -> tuple[torch.Tensor, dict[str, float], list[tuple[str, ...]]]:
     """Which pairs' x_0 pass every judged attribute of their caption (``decode``: latents → waveforms [B, T]); the
@@ -199,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--balance", action="store_true",
                    help="--keep-judged: repeat the kept pairs so each set of prompted attributes keeps its share "
                         "of the pairs (a group passing at rate r repeated round(r_max / r) times, at most 4)")
+    p.add_argument("--attributes", default="", metavar="A[,B]",
+                   help="draw only captions that prompt any of these judged attributes (e.g. sweep,count); "
+                        "default: all captions")
     p.add_argument("--n", type=int, default=2048)
     p.add_argument("--steps", type=int, default=18, help="Heun steps (2·steps − 1 guided evaluations)")
     p.add_argument("--batch", type=int, default=32)
@@ -257,6 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     keys = KEYS + ("path",) if args.path else KEYS
     torch.set_num_threads(args.threads)
     data = LatentCacheDataset(args.cache_dir)
+    wanted = tuple(a.strip() for a in args.attributes.split(",") if a.strip())
+    try:
+        pool = eligible_samples(data, wanted)
+    except ValueError as err:
+        print(f"teacher_pairs: {err}", file=sys.stderr)
+        return 2
     teacher = TextUNet.from_pretrained(args.teacher).eval().requires_grad_(False)
     out = Path(args.out)
     done = load_pairs(out) if out.is_file() else {k: torch.empty(0) for k in keys}
@@ -266,13 +298,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"teacher_pairs: {out} was started with --path {had}; resume it with the same arguments",
                   file=sys.stderr)
             return 2
+        with safe_open(str(out), "pt") as f:
+            started = (f.metadata() or {}).get("attributes", "")
+        if started != ",".join(wanted):
+            print(f"teacher_pairs: {out} was started with --attributes {started!r}; resume it with the same "
+                  "arguments", file=sys.stderr)
+            return 2
     have = len(done["omega"])
     # every batch's draws depend only on (seed, batch start): a resumed run continues the same sequence
     bar = tqdm(total=args.n, initial=have, desc="teacher pairs", unit="pair")
     for start in range(have, args.n, args.batch):
         b = min(args.batch, args.n - start)
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + start)
-        caption_index = data.caption_index[torch.randint(0, len(data), (b,), generator=gen)]
+        caption_index = data.caption_index[pool[torch.randint(0, len(pool), (b,), generator=gen)]]
         omega = args.omega_min + (args.omega_max - args.omega_min) * torch.rand(b, generator=gen)
         x_T = torch.randn(b, *data.latent(0).shape, generator=gen) * args.sigma_max
         x0, path = solve_batch(teacher, data, caption_index, omega, x_T, args.steps, args.sigma_data,
@@ -283,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         done = {k: torch.cat([done[k].to(new[k].dtype).reshape(-1, *new[k].shape[1:]), new[k]]) for k in keys}
         if args.path:
             done["path_sigma"] = path_sigma
-        save_pairs(done, out, {"teacher": str(args.teacher), "steps": str(args.steps), "seed": str(args.seed)})
+        save_pairs(done, out, {"teacher": str(args.teacher), "steps": str(args.steps), "seed": str(args.seed),
+                                   "attributes": ",".join(wanted)})
         bar.update(b)
     bar.close()
     print(f"{len(done['omega'])} pairs in {out}")

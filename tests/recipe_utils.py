@@ -38,7 +38,7 @@ def load_benchmark(name: str):
 
 
 def tiny_cache(path: Path, n: int = 16, channels: int = 4, hw=(8, 12), n_captions: int = 3, dim: int = 16,
-               length: int = 5, seed: int = 0) -> Path:
+               length: int = 5, seed: int = 0, attributes: dict | None = None) -> Path:
     """A latent cache of random latents whose mean depends on the caption (so conditioning is learnable)."""
     g = torch.Generator().manual_seed(seed)
     caption_index = torch.arange(n) % n_captions + 1
@@ -48,5 +48,5 @@ def tiny_cache(path: Path, n: int = 16, channels: int = 4, hw=(8, 12), n_caption
     mask[0, 2:] = False
     text = TextEmbedding(tokens, mask, tokens.mean(1))
     captions = [""] + [f"caption {i}" for i in range(n_captions)]
-    LatentCache(latents, caption_index, captions, text, {}, {"source": "test"}).save(path)
+    LatentCache(latents, caption_index, captions, text, attributes or {}, {"source": "test"}).save(path)
     return path

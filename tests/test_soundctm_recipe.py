@@ -194,6 +194,39 @@ def test_teacher_pairs_resume_and_the_one_step_term_pulls_the_jump_to_them(parts
     assert run(root, cache, "pairs_bad2", *common, "ctm.pairs_distance=cosine") == 2
 
 
+def test_teacher_pairs_attributes_draws_only_the_captions_that_prompt_them(parts, tmp_path):
+    """--attributes A,B: every solved pair's caption prompts A or B (the cache's attributes decide); names outside
+    the judged attributes, a cache without attributes, or attributes no caption prompts exit 2."""
+    from soundctm.data.cache import LatentCacheDataset
+
+    root, cache = parts
+    teacher_pairs = load_recipe("teacher_pairs")
+    n = 16
+    caption = [i % 3 + 1 for i in range(n)]  # tiny_cache's caption of sample i
+    attrs = {"source": ["rain"] * n, "pitch": [None] * n, "second_source": [None] * n,
+             "sweep": ["rising" if c == 1 else None for c in caption],
+             "count": [2 if c == 2 else None for c in caption],
+             "loudness": [None] * n}
+    tagged = tiny_cache(tmp_path / "tagged", n=n, attributes=attrs)
+    data = LatentCacheDataset(tagged)
+    assert data.caption_index[teacher_pairs.eligible_samples(data, ("sweep",))].unique().tolist() == [1]
+    assert len(teacher_pairs.eligible_samples(data, ())) == n
+    args = ["--teacher", str(root / "teacher"), "--cache-dir", str(tagged), "--steps", "2", "--batch", "4", "--n", "8"]
+    for wanted, captions in (("sweep", {1}), ("sweep,count", {1, 2}), ("family", {1, 2, 3})):
+        out = tmp_path / f"{wanted}.safetensors"
+        assert teacher_pairs.main([*args, "--attributes", wanted, "--out", str(out)]) == 0
+        assert set(teacher_pairs.load_pairs(out)["caption_index"].tolist()) == captions
+    more = ["--n", "12", "--out", str(tmp_path / "sweep.safetensors")]
+    assert teacher_pairs.main([*args, *more, "--attributes", "count"]) == 2  # resumed with other attributes
+    assert teacher_pairs.main([*args, *more, "--attributes", "sweep"]) == 0
+    assert teacher_pairs.load_pairs(tmp_path / "sweep.safetensors")["caption_index"].tolist() == [1] * 12
+    for bad, cache_dir in (("fade", tagged), ("pitch", tagged), ("sweep", cache)):
+        out = tmp_path / "bad.safetensors"
+        assert teacher_pairs.main([*args[:2], "--cache-dir", str(cache_dir), *args[4:], "--attributes", bad,
+                                   "--out", str(out)]) == 2
+        assert not out.exists()
+
+
 def test_init_student_warm_starts_from_an_exported_student(parts, tmp_path):
     """init_student replaces the teacher copy by an exported student's weights: with a vanishing lr the export
     equals them; a folder of another architecture or without config.json is refused with exit code 2."""

@@ -20,8 +20,10 @@ from soundctm.data.synthcaps_measure import (
     SOURCE_FAMILY,
     judge,
     judge_measurement,
+    judge_scored,
     level_db,
     measure,
+    prompted_attributes,
 )
 
 SR = 16000
@@ -53,6 +55,17 @@ def test_measurements_recover_generated_attributes(clips):
     for name in total:
         assert total[name] >= 10, name
         assert correct[name] / total[name] >= 0.98, (name, correct[name], total[name])
+
+
+def test_prompted_attributes_are_the_keys_the_judge_scores(clips):
+    """prompted_attributes knows from the attributes alone what judge_scored will score, for every kind of caption."""
+    seen = collections.Counter()
+    for wave, _, attrs in clips:
+        keys = prompted_attributes(attrs)
+        assert keys == tuple(sorted(judge_scored(wave, SR, attrs)))
+        seen.update(keys)
+        seen["no family"] += "family" not in keys
+    assert min(seen[k] for k in ("family", "pitch", "count", "sweep", "loudness", "no family")) >= 5, seen
 
 
 def test_judge_flags_wrong_attributes(clips):

@@ -291,6 +291,15 @@ def judge_scored(wave: np.ndarray, sr: int, attrs: dict) -> dict[str, bool]:
     return {k: bool(ok) for k, ok in judge(wave, sr, attrs).items() if k in JUDGED_ATTRIBUTES}
 
 
+def prompted_attributes(attrs: dict) -> tuple[str, ...]:
+    """The judged attributes (`JUDGED_ATTRIBUTES`) a caption with these generation attributes prompts, sorted: the
+    keys `judge_scored` returns for it, known before any audio exists."""
+    keys = [k for k in ("pitch", "count", "sweep", "loudness") if attrs.get(k) is not None]
+    if attrs.get("source") in SOURCE_FAMILY and not attrs.get("second_source"):
+        keys.append("family")
+    return tuple(sorted(keys))
+
+
 def judge_measurement(m: Measurement, attrs: dict) -> dict[str, bool]:
     """Per prompted attribute, whether a measurement matches it (keys: family, pitch, count, sweep, loudness, fade).
 
