@@ -204,8 +204,8 @@ def keep_judged(src: str | os.PathLike, model: str | os.PathLike, cache_dir: str
         keep, rates, prompted = judge_pairs(pairs, attributes, pipe.decode, pipe.config.sample_rate)
     kept = keep_rows(pairs, balance_rows(keep, prompted) if balance else keep)
     save_pairs(kept, out, {"kept_judged_from": str(src), "kept": f"{int(keep.sum())}/{len(keep)}",
-                                             "balanced": str(balance),
-                                             "teacher_pass_rates": ",".join(f"{k}={v:.3f}" for k, v in rates.items())})
+                           "balanced": str(balance),
+                           "teacher_pass_rates": ",".join(f"{k}={v:.3f}" for k, v in rates.items())})
     return int(keep.sum()), len(keep), rates, len(kept["omega"])
 
 
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.path:
             done["path_sigma"] = path_sigma
         save_pairs(done, out, {"teacher": str(args.teacher), "steps": str(args.steps), "seed": str(args.seed),
-                                   "attributes": ",".join(wanted)})
+                               "attributes": ",".join(wanted)})
         bar.update(b)
     bar.close()
     print(f"{len(done['omega'])} pairs in {out}")
