@@ -164,14 +164,12 @@ def evaluate_teacher(pipe, prompts, batch: int, per_clip: list, cache_dir: str |
 
 def attribute_counts(prompts) -> dict[str, int]:
     """How many prompts each attribute is judged on (the judge skips attributes a prompt does not set)."""
-    from soundctm.data.synthcaps_measure import judge_measurement, measure
+    from soundctm.data.synthcaps_measure import prompted_attributes
 
-    probe = measure(np.zeros(16000, np.float32), 16000)
     counts = dict.fromkeys(ATTRS, 0)
     for _, attrs in prompts:
-        for k in judge_measurement(probe, attrs):
-            if k in counts:
-                counts[k] += 1
+        for k in prompted_attributes(attrs):
+            counts[k] += 1
     return counts
 
 

@@ -128,11 +128,11 @@ def eligible_samples(data: LatentCacheDataset, wanted: tuple[str, ...]) -> torch
     bad = sorted(set(wanted) - set(JUDGED_ATTRIBUTES))
     if bad:
         raise ValueError(f"--attributes must name judged attributes {list(JUDGED_ATTRIBUTES)}, got {bad}")
-    if not data.attributes:
+    table = caption_attributes(data)
+    if not table:
         raise ValueError("--attributes needs a cache that records caption attributes (a SynthCaps cache does)")
-    keys = list(data.attributes)
-    rows = zip(*(data.attributes[k] for k in keys))
-    pool = [i for i, row in enumerate(rows) if set(prompted_attributes(dict(zip(keys, row)))) & set(wanted)]
+    chosen = {c for c, attrs in table.items() if set(prompted_attributes(attrs)) & set(wanted)}
+    pool = [i for i, c in enumerate(data.caption_index.tolist()) if c in chosen]
     if not pool:
         raise ValueError(f"no cached caption prompts any of --attributes {list(wanted)}")
     return torch.tensor(pool, dtype=torch.long)

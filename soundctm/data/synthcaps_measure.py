@@ -291,32 +291,29 @@ def judge_scored(wave: np.ndarray, sr: int, attrs: dict) -> dict[str, bool]:
     return {k: bool(ok) for k, ok in judge(wave, sr, attrs).items() if k in JUDGED_ATTRIBUTES}
 
 
+def stated_attributes(attrs: dict) -> tuple[str, ...]:
+    """The attributes a caption with these generation attributes states, in judging order (family, pitch, count,
+    sweep, loudness, fade): those present (not None), and `family` only for single-source prompts, as a second
+    source changes tonality and continuity. The keys `judge_measurement` returns."""
+    family = ("family",) if attrs.get("source") in SOURCE_FAMILY and not attrs.get("second_source") else ()
+    return family + tuple(k for k in ("pitch", "count", "sweep", "loudness", "fade") if attrs.get(k) is not None)
+
+
 def prompted_attributes(attrs: dict) -> tuple[str, ...]:
     """The judged attributes (`JUDGED_ATTRIBUTES`) a caption with these generation attributes prompts, sorted: the
     keys `judge_scored` returns for it, known before any audio exists."""
-    keys = [k for k in ("pitch", "count", "sweep", "loudness") if attrs.get(k) is not None]
-    if attrs.get("source") in SOURCE_FAMILY and not attrs.get("second_source"):
-        keys.append("family")
-    return tuple(sorted(keys))
+    return tuple(sorted(k for k in stated_attributes(attrs) if k in JUDGED_ATTRIBUTES))
 
 
 def judge_measurement(m: Measurement, attrs: dict) -> dict[str, bool]:
-    """Per prompted attribute, whether a measurement matches it (keys: family, pitch, count, sweep, loudness, fade).
-
-    Only attributes present (not None) in `attrs` are judged; `family` only for single-source prompts, as a
-    second source changes tonality and continuity.
-    """
-    verdict: dict[str, bool] = {}
-    if attrs.get("source") in SOURCE_FAMILY and not attrs.get("second_source"):
-        verdict["family"] = m.family == SOURCE_FAMILY[attrs["source"]]
-    if attrs.get("pitch") is not None:
-        verdict["pitch"] = m.pitch_class == attrs["pitch"]
-    if attrs.get("count") is not None:
-        verdict["count"] = m.n_events == int(attrs["count"])
-    if attrs.get("sweep") is not None:
-        verdict["sweep"] = m.sweep == attrs["sweep"]
-    if attrs.get("loudness") is not None:
-        verdict["loudness"] = (m.level_db >= LOUDNESS_THRESHOLD_DB) == (attrs["loudness"] == "loud")
-    if attrs.get("fade") is not None:
-        verdict["fade"] = m.fade == attrs["fade"]
-    return verdict
+    """Per stated attribute (`stated_attributes`), whether a measurement matches it (keys: family, pitch, count,
+    sweep, loudness, fade)."""
+    checks = {
+        "family": lambda: m.family == SOURCE_FAMILY[attrs["source"]],
+        "pitch": lambda: m.pitch_class == attrs["pitch"],
+        "count": lambda: m.n_events == int(attrs["count"]),
+        "sweep": lambda: m.sweep == attrs["sweep"],
+        "loudness": lambda: (m.level_db >= LOUDNESS_THRESHOLD_DB) == (attrs["loudness"] == "loud"),
+        "fade": lambda: m.fade == attrs["fade"],
+    }
+    return {k: checks[k]() for k in stated_attributes(attrs)}
