@@ -9,20 +9,15 @@ Saved as ``config.json`` + ``model.safetensors``.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model, save_model
 from torch import nn
 
 from soundctm.metrics.frechet import frechet_distance_of_embeddings
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
+from soundctm.nn.model_dir import load_model_dir, save_model_dir
 
 
 @dataclass(frozen=True)
@@ -68,19 +63,13 @@ class DigitClassifier(nn.Module):
         return self.head(self.features(x))
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
-        save_model(self, str(directory / WEIGHTS_FILE))
-        return directory
+        """Write ``config.json`` + ``model.safetensors`` (``soundctm.nn.model_dir``)."""
+        return save_model_dir(self, directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> DigitClassifier:
-        directory = Path(directory)
-        if not (directory / CONFIG_FILE).is_file() or not (directory / WEIGHTS_FILE).is_file():
-            raise FileNotFoundError(f"{directory} is not a model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-        net = cls(DigitClassifierConfig(**json.loads((directory / CONFIG_FILE).read_text())))
-        load_model(net, str(directory / WEIGHTS_FILE), strict=True)
+        """Rebuild a net written by `save_pretrained` (or `Trainer.export`), in eval mode."""
+        net = load_model_dir(directory, lambda d: cls(DigitClassifierConfig(**d)))
         return net.eval().requires_grad_(False)
 
 

@@ -15,8 +15,6 @@ Saved as ``config.json`` + ``model.safetensors`` (+ ``provenance.json``).
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,15 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model, save_model
 from torch import nn
 
 from soundctm.audio.mel import MelConfig, MelSpectrogram
 from soundctm.data.synthcaps import VOCABULARY
 from soundctm.metrics.embedders import ClassifierEmbedder
+from soundctm.nn.model_dir import load_model_dir, save_model_dir
 
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "pretrained" / "synthcaps-classifier"
 HEADS: tuple[str, ...] = tuple(VOCABULARY)  # source, pitch, count, sweep, loudness, second_source, background, ...
 CORE_ATTRIBUTES = ("source", "pitch", "count", "sweep", "loudness")
@@ -120,19 +116,13 @@ class SynthCapsClassifier(nn.Module):
         return self.forward_mel(self.mel(wave))
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
-        save_model(self, str(directory / WEIGHTS_FILE))
-        return directory
+        """Write ``config.json`` + ``model.safetensors`` (``soundctm.nn.model_dir``)."""
+        return save_model_dir(self, directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path = DEFAULT_DIR) -> SynthCapsClassifier:
-        directory = Path(directory)
-        if not (directory / CONFIG_FILE).is_file() or not (directory / WEIGHTS_FILE).is_file():
-            raise ValueError(f"path must be a classifier folder with {CONFIG_FILE} and {WEIGHTS_FILE}, got {directory}")
-        net = cls(SynthCapsClassifierConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text())))
-        load_model(net, str(directory / WEIGHTS_FILE), strict=True)
+        """Rebuild a net written by `save_pretrained` (or `Trainer.export`), in eval mode."""
+        net = load_model_dir(directory, lambda d: cls(SynthCapsClassifierConfig.from_dict(d)))
         return net.eval().requires_grad_(False)
 
 

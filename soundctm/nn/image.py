@@ -13,19 +13,15 @@ guidance). Saved as ``config.json`` + ``model.safetensors`` (`save_pretrained` /
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model, save_model
 from torch import nn
 
+from soundctm.nn.model_dir import load_model_dir, save_model_dir
 from soundctm.nn.toy import fourier_features
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -139,19 +135,10 @@ class ImageUNet(nn.Module):
         return student
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write ``config.json`` + ``model.safetensors``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
-        save_model(self, str(directory / WEIGHTS_FILE))
-        return directory
+        """Write ``config.json`` + ``model.safetensors`` (``soundctm.nn.model_dir``)."""
+        return save_model_dir(self, directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> ImageUNet:
-        """Rebuild a net written by `save_pretrained` (or `Trainer.export`)."""
-        directory = Path(directory)
-        if not (directory / CONFIG_FILE).is_file() or not (directory / WEIGHTS_FILE).is_file():
-            raise FileNotFoundError(f"{directory} is not a model directory (needs {CONFIG_FILE} and {WEIGHTS_FILE})")
-        net = cls(ImageUNetConfig.from_dict(json.loads((directory / CONFIG_FILE).read_text())))
-        load_model(net, str(directory / WEIGHTS_FILE), strict=True)
-        return net.eval()
+        """Rebuild a net written by `save_pretrained` (or `Trainer.export`), in eval mode."""
+        return load_model_dir(directory, lambda d: cls(ImageUNetConfig.from_dict(d))).eval()
