@@ -114,9 +114,20 @@ def test_unconditional_caption_path(minilm):
 
 def test_overlong_caption_truncated_with_warning():
     enc = build_text_encoder("minilm", max_length=8)
-    with pytest.warns(UserWarning, match="max_length=8"):
+    with pytest.warns(UserWarning, match="truncated to its first 8 of"):
         emb = enc.encode(["a loud beep followed by rain falling on a roof and a dog barking far away", "rain"])
     assert emb.mask.sum(1).tolist() == [8, 3]
+
+
+def test_a_10000_character_prompt_says_in_one_line_that_it_was_truncated(capfd):
+    """Only our one-line warning: not the tokenizer's 'Token indices sequence length ...' log line."""
+    enc = build_text_encoder("minilm")
+    with pytest.warns(UserWarning) as caught:
+        emb = enc.encode("a beep " * 1430)
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "truncated to its first 256 of" in messages[0] and "\n" not in messages[0]
+    assert "Token indices" not in capfd.readouterr().err
+    assert emb.mask.sum().item() == 256
 
 
 def test_outputs_are_frozen_and_deterministic(minilm):

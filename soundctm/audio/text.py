@@ -137,16 +137,15 @@ class TextEncoder:
             self._cache.popitem(last=False)
 
     def _tokenize(self, captions: list[str]) -> dict[str, torch.Tensor]:
-        """Token ids + attention mask, truncated to ``max_length`` with a warning for overlong captions."""
-        lengths = [len(ids) for ids in self.tokenizer(captions, truncation=False)["input_ids"]]
+        """Token ids + attention mask, truncated to ``max_length``; one warning line per batch with overlong
+        captions (instead of the tokenizer's own indexing warning)."""
+        lengths = [len(ids) for ids in self.tokenizer(captions, truncation=False, verbose=False)["input_ids"]]
         too_long = [(c, n) for c, n in zip(captions, lengths) if n > self.max_length]
         if too_long:
             caption, n = too_long[0]
-            warnings.warn(
-                f"{len(too_long)} caption(s) longer than max_length={self.max_length} tokens were truncated "
-                f"(e.g. {n} tokens: {caption[:60]!r}...)",
-                stacklevel=3,
-            )
+            more = f" (and {len(too_long) - 1} more)" if len(too_long) > 1 else ""
+            warnings.warn(f"prompt truncated to its first {self.max_length} of {n} tokens: {caption[:40]!r}...{more}",
+                          stacklevel=3)
         batch = self.tokenizer(captions, padding=True, truncation=True, max_length=self.max_length,
                                return_tensors="pt")
         return {"input_ids": batch["input_ids"].to(self.device),
