@@ -217,4 +217,4 @@ def test_eval_cli_corrupt_classifier_exits_2_before_generating(folders, tmp_path
     args = ["--model", str(folders / "model"), "--classifier", str(bad), "--n", "2", "--out", str(tmp_path / "x.json")]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("soundctm eval: error: path must be a classifier folder") and len(err.splitlines()) == 1
+    assert err.startswith("soundctm eval: error: ") and "is not a model directory" in err and len(err.splitlines()) == 1
