@@ -27,7 +27,7 @@ from torch import nn
 
 from soundctm.audio.mel import MelConfig, MelSpectrogram
 from soundctm.data.synthcaps import VOCABULARY
-from soundctm.metrics.embedders import ClassifierEmbedder
+from soundctm.metrics.embedder_base import ClassifierEmbedder
 from soundctm.nn.model_dir import load_model_dir, save_model_dir
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / "pretrained" / "synthcaps-classifier"
