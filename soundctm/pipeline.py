@@ -2,9 +2,9 @@
 latent → VAE decode → mel → vocoder → waveform.
 
     from soundctm import SoundCTM
-    pipe = SoundCTM.from_pretrained("soundctm/pretrained/synthcaps-tiny")
+    pipe = SoundCTM.from_pretrained("synthcaps-tiny")   # a bundled name, or a pipeline folder
     audio = pipe.generate("a high beep sounding twice", steps=1, gamma=0.0, seed=0)
-    audio.save("beep.wav")
+    audio.save("beep.wav")                               # .wav, .flac, .ogg or .mp3
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,9 @@ from soundctm.core.precond import CTMPrecond, EDMDenoiser
 
 INDEX_FILE = "model_index.json"
 FORMAT = "soundctm-pipeline"
-DEFAULT_MODEL = Path(__file__).resolve().parent / "pretrained" / "synthcaps-tiny"
+PROVENANCE_FILE = "provenance.json"
+BUNDLED_DIR = Path(__file__).resolve().parent / "pretrained"
+DEFAULT_MODEL = BUNDLED_DIR / "synthcaps-tiny"
 SAMPLERS = ("ctm", "teacher", "score")
 TEACHER_SOLVERS = ("heun", "euler", "dpmpp_2m")
 MAX_STEPS = 1000
@@ -46,6 +49,7 @@ class PipelineConfig:
     text_encoder: dict = field(default_factory=lambda: {"name": "minilm", "path": None})
     vocoder: dict = field(default_factory=lambda: {"name": "griffin-lim", "n_iter": 32})
     teacher_steps: int = 40
+    training_data: str | None = None  # "synthcaps" or a manifest; None: read provenance.json (see trained_on)
 
     @staticmethod
     def from_dict(d: dict) -> PipelineConfig:
@@ -66,20 +70,24 @@ class Audio:
         return len(self.waveforms)
 
     def save(self, path: str | Path) -> list[Path]:
-        """One wav: ``path``; several: ``path`` with ``_0``, ``_1`` … before the suffix (or into a folder)."""
-        from soundctm.audio.io import save_audio
+        """One clip: ``path``; several: ``path`` with ``_0``, ``_1`` … before the suffix (or ``sample_<i>.wav`` in
+        the folder ``path`` when it has no suffix). The suffix names the format (``soundctm.audio.io.AUDIO_FORMATS``:
+        .wav, .flac, .ogg, .mp3); missing folders are created, as ``save_spectrogram`` does."""
+        from soundctm.audio.io import audio_format, save_audio
 
         path = Path(path)
         if len(self) == 1 and path.suffix:
-            return [save_audio(path, self.waveforms[0], self.sample_rate)]
-        if path.suffix:
+            paths = [path]
+        elif path.suffix:
             paths = [path.with_name(f"{path.stem}_{i}{path.suffix}") for i in range(len(self))]
         else:
             paths = [path / f"sample_{i}.wav" for i in range(len(self))]
+        audio_format(paths[0])  # a bad suffix fails before any folder is made
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
         return [save_audio(p, w, self.sample_rate) for p, w in zip(paths, self.waveforms)]
 
     def save_spectrogram(self, path: str | Path, index: int = 0, title: str | None = None) -> Path:
-        """A mel-spectrogram PNG of waveform ``index``."""
+        """A mel-spectrogram PNG of waveform ``index`` (missing folders are created)."""
         from soundctm.plotting import save_mel_png
 
         return save_mel_png(self.waveforms[index], self.sample_rate, path, title or self.prompts[index])
@@ -142,44 +150,184 @@ def _finite(v) -> bool:
     return isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and math.isfinite(float(v))
 
 
+# ---- where a model is, where it runs, what it knows ----
+
+def bundled_models() -> dict[str, Path]:
+    """The pipelines shipped in ``soundctm/pretrained/``, by folder name (e.g. ``synthcaps-tiny``)."""
+    return {p.parent.name: p.parent for p in sorted(BUNDLED_DIR.glob(f"*/{INDEX_FILE}"))}
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A pipeline folder, or a bundled model's name → its folder; FileNotFoundError listing the bundled names."""
+    path = Path(model)
+    if path.is_dir():
+        return path
+    if (BUNDLED_DIR / path).is_dir() and not path.is_absolute():
+        return BUNDLED_DIR / path
+    raise FileNotFoundError(f"model {str(model)!r} does not exist: not a folder nor a bundled model name "
+                            f"(bundled: {', '.join(bundled_models())})")
+
+
+def available_devices() -> list[str]:
+    """The torch devices this machine can run on: ``cpu``, ``cuda:<i>`` per GPU, ``mps`` when present."""
+    gpus = [f"cuda:{i}" for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    mps = getattr(torch.backends, "mps", None)
+    return ["cpu", *gpus, *(["mps"] if mps is not None and mps.is_available() else [])]
+
+
+def check_device(device: str | torch.device, name: str = "device") -> torch.device:
+    """``device`` as a torch.device when this machine has it; else a ValueError naming ``name`` and the choices."""
+    available = available_devices()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    ok = dev is not None and (dev.type == "cpu" or str(dev) in available
+                              or (dev.type == "cuda" and dev.index is None and "cuda:0" in available))
+    if not ok:
+        raise ValueError(f"{name} {str(device)!r} is not available on this machine; available: {', '.join(available)}")
+    return dev
+
+
+def trained_on(path: str | Path, config: PipelineConfig | None = None) -> str | None:
+    """What a pipeline folder's model was trained on: ``config.training_data`` when set, else what its
+    ``provenance.json`` names ("synthcaps", a manifest path), or None when nothing says."""
+    if config is not None and config.training_data:
+        return config.training_data
+    try:
+        components = json.loads((Path(path) / PROVENANCE_FILE).read_text()).get("components", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+    named = {_dataset_name(v) for part in components.values() for v in _data_names(part)}
+    others = sorted(named - {"synthcaps"})
+    return others[0] if others else ("synthcaps" if named else None)
+
+
+def synthcaps_summary() -> str:
+    """What a SynthCaps-trained model (the bundled one) can follow, in a few lines for ``--help`` and the demo."""
+    from soundctm.data.synthcaps import SOURCES
+
+    return (f"It was trained only on SynthCaps, so it knows these sounds:\n  {', '.join(SOURCES)};\n"
+            "their pitch (low, medium, high), count (once, twice, three times), sweep (rising, falling),\n"
+            "loudness (quiet, loud), fades, reverb and background noise, e.g. 'a high beep sounding twice'.\n"
+            "A prompt naming none of these sounds (e.g. 'a dog barking') gets a warning and noise.")
+
+
+def _data_names(component) -> list:
+    """The dataset names a provenance component gives: ``data.source.data`` (a cache's source), ``data.name``."""
+    data = component.get("data") if isinstance(component, dict) else None
+    if not isinstance(data, dict):
+        return []
+    source = data.get("source") if isinstance(data.get("source"), dict) else {}
+    return [v for v in (source.get("data"), data.get("name")) if v]
+
+
+def _dataset_name(value) -> str:
+    """"synthcaps" for any spelling of it, else the value (a manifest path) as text."""
+    return "synthcaps" if str(value).lower() == "synthcaps" else str(value)
+
+
+def read_index(path: Path) -> PipelineConfig:
+    """The ``PipelineConfig`` of a pipeline folder's ``model_index.json``; errors name the folder."""
+    index = path / INDEX_FILE
+    if not index.is_file():
+        raise FileNotFoundError(f"model directory {str(path)!r} has no {INDEX_FILE}: not a soundctm pipeline")
+    try:
+        raw = json.loads(index.read_text())
+        if raw.get("format") != FORMAT:
+            raise ValueError(f"format is {raw.get('format')!r}, expected {FORMAT!r}")
+        return PipelineConfig.from_dict(raw)
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:
+        raise ValueError(f"model directory {str(path)!r} is corrupt or incomplete: {index.name}: {err}") from err
+
+
+def load_component(folder: Path, load):
+    """``load(folder)``; any failure (a missing, truncated or mismatched file) → one ValueError naming the files."""
+    from safetensors import SafetensorError
+
+    try:
+        return load(folder)
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError, SafetensorError) as err:
+        files = ", ".join(str(p) for p in sorted(folder.glob("*.safetensors"))) or str(folder)
+        why = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"model file(s) {files} corrupt or incomplete: {why}") from err
+
+
+def _is_loader(teacher) -> bool:
+    return callable(teacher) and not isinstance(teacher, torch.nn.Module)
+
+
+class PromptWarning(UserWarning):
+    """A prompt the model is unlikely to follow (it names no sound the model was trained on)."""
+
+
+def warn_unknown_prompts(prompts: list[str], training_data: str | None) -> None:
+    """One ``PromptWarning`` line per prompt naming none of the SynthCaps sounds, for a SynthCaps-trained model."""
+    if training_data != "synthcaps":
+        return
+    from soundctm.data.synthcaps import SOURCES
+    from soundctm.data.synthcaps_captions import mentioned_sources
+
+    for p in dict.fromkeys(prompts):
+        if not mentioned_sources(p):
+            warnings.warn(f"prompt {p[:60]!r} names none of the sounds this model was trained on "
+                          f"({', '.join(SOURCES)}): expect noise", PromptWarning, stacklevel=3)
+
+
 class SoundCTM:
-    """Text-to-sound pipeline around a CTM student (and optionally its teacher, for comparison)."""
+    """Text-to-sound pipeline around a CTM student (and optionally its teacher, for comparison).
+
+    ``teacher`` may be a network or a zero-argument loader (``from_pretrained`` passes one), so that only
+    ``sampler="teacher"`` reads the teacher's file; ``has_teacher`` says whether there is one without loading it.
+    ``training_data`` ("synthcaps", a manifest, or None) decides whether prompts are checked against the
+    SynthCaps vocabulary."""
 
     def __init__(self, vae, vocoder, text_encoder, student, config: PipelineConfig, teacher=None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", training_data: str | None = None):
         self.vae, self.vocoder, self.text_encoder = vae, vocoder, text_encoder
-        self.student, self.teacher, self.config = student, teacher, config
-        self.device = torch.device(device)
-        for m in (vae, vocoder, student, teacher):
+        self.student, self.config = student, config
+        self.training_data = training_data or config.training_data
+        self.device = check_device(device)
+        self._teacher, self._load_teacher = (None, teacher) if _is_loader(teacher) else (teacher, None)
+        for m in (vae, vocoder, student, self._teacher):
             if m is not None:
-                m.to(self.device).eval().requires_grad_(False)
+                self._prepare(m)
+
+    def _prepare(self, module):
+        return module.to(self.device).eval().requires_grad_(False)
+
+    @property
+    def has_teacher(self) -> bool:
+        return self._teacher is not None or self._load_teacher is not None
+
+    @property
+    def teacher(self):
+        """The teacher network (read from its folder on first use), or None."""
+        if self._teacher is None and self._load_teacher is not None:
+            self._teacher = self._prepare(self._load_teacher())
+            self._load_teacher = None
+        return self._teacher
 
     # ---- folders ----
     @classmethod
     def from_pretrained(cls, path: str | Path = DEFAULT_MODEL, device: str | torch.device = "cpu",
                         text_encoder=None) -> SoundCTM:
-        """Load a pipeline folder (``model_index.json`` + ``vae/`` + ``student/`` [+ ``teacher/``])."""
+        """Load a pipeline folder (``model_index.json`` + ``vae/`` + ``student/`` [+ ``teacher/``]) or a bundled
+        model by name (``bundled_models()``, e.g. "synthcaps-tiny"). The teacher is read only when first used."""
         from soundctm.audio.text import build_text_encoder
         from soundctm.audio.vae import AudioVAE
         from soundctm.audio.vocoder import build_vocoder
         from soundctm.nn.unet import TextUNet, TwoTimeTextUNet
 
-        path = Path(path)
-        index = path / INDEX_FILE
-        if not path.is_dir():
-            raise FileNotFoundError(f"model directory {str(path)!r} does not exist")
-        if not index.is_file():
-            raise FileNotFoundError(f"model directory {str(path)!r} has no {INDEX_FILE}: not a soundctm pipeline")
-        try:
-            raw = json.loads(index.read_text())
-            if raw.get("format") != FORMAT:
-                raise ValueError(f"format is {raw.get('format')!r}, expected {FORMAT!r}")
-            config = PipelineConfig.from_dict(raw)
-            vae = AudioVAE.from_pretrained(path / "vae")
-            student = TwoTimeTextUNet.from_pretrained(path / "student")
-            teacher = TextUNet.from_pretrained(path / "teacher") if (path / "teacher").is_dir() else None
-        except (ValueError, KeyError, TypeError, OSError, RuntimeError) as err:
-            raise ValueError(f"model directory {str(path)!r} is corrupt or incomplete: {err}") from err
+        device = check_device(device)
+        path = resolve_model(path)
+        config = read_index(path)
+        vae = load_component(path / "vae", AudioVAE.from_pretrained)
+        student = load_component(path / "student", TwoTimeTextUNet.from_pretrained)
+        teacher = None
+        if (path / "teacher").is_dir():
+            def teacher():
+                return load_component(path / "teacher", TextUNet.from_pretrained)
         voc = config.vocoder
         vocoder_path = path / voc["path"] if voc.get("path") else None
         options = {k: v for k, v in voc.items() if k not in ("name", "path")}
@@ -188,7 +336,7 @@ class SoundCTM:
         except ValueError as err:
             raise ValueError(f"model directory {str(path)!r}: {INDEX_FILE} vocoder entry: {err}") from err
         te = text_encoder or build_text_encoder(config.text_encoder["name"], config.text_encoder.get("path"))
-        return cls(vae, vocoder, te, student, config, teacher, device)
+        return cls(vae, vocoder, te, student, config, teacher, device, trained_on(path, config))
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write ``model_index.json`` and the component folders."""
@@ -196,7 +344,7 @@ class SoundCTM:
         path.mkdir(parents=True, exist_ok=True)
         self.vae.save_pretrained(path / "vae")
         self.student.save_pretrained(path / "student")
-        if self.teacher is not None:
+        if self.has_teacher:
             self.teacher.save_pretrained(path / "teacher")
         index = {"format": FORMAT, "version": 1, **asdict(self.config)}
         (path / INDEX_FILE).write_text(json.dumps(index, indent=2, default=list) + "\n")
@@ -242,7 +390,7 @@ class SoundCTM:
             return samplers.sample_ctm(G_nu, x_T, sig, gamma, generator=generator, callback=callback,
                                        omega=omega, **cond)
         if sampler == "teacher":
-            if self.teacher is None:
+            if not self.has_teacher:
                 raise ValueError("sampler='teacher' needs a pipeline saved with its teacher")
             D = EDMDenoiser(self.teacher, self.config.sigma_data)
         else:  # "score": the student's own denoiser g(x, σ, σ) at ω = 1, guided like a teacher
@@ -258,17 +406,23 @@ class SoundCTM:
                  teacher_solver: str = "heun", callback=None, sigmas=None) -> Audio:
         """Generate ``num_samples`` clips per prompt.
 
-        steps: CTM jumps (sampler="ctm") or ODE steps ("teacher", "score"); gamma ∈ [0, 1]: 0 deterministic,
-        1 consistency-model multistep; guidance ω ≥ 0 (default: the model's); nu ≥ 0: SoundCTM's ν-sampling
-        mix of conditional and unconditional jumps (1 = conditional only); seed: reproducible x_T and noise;
-        sigmas: a custom noise-level schedule (``steps + 1`` levels, see ``check_sigmas``; default the Karras grid
-        of ``default_sigmas``), e.g. to place the 4-step sampler's jumps elsewhere.
+        steps: CTM jumps (sampler="ctm") or ODE steps ("teacher", "score"); gamma ∈ [0, 1]: the share of fresh
+        noise re-injected between CTM jumps, 0 deterministic … 1 consistency-model multistep — so it has no effect
+        at steps=1 (there is no later jump) nor with the ODE samplers; guidance ω ≥ 0 (default: the model's);
+        nu ≥ 0: SoundCTM's ν-sampling mix of conditional and unconditional jumps (1 = conditional only); seed:
+        reproducible x_T and noise; callback: called after each step with a dict (``i``, ``x``, …), e.g. for a
+        progress bar; sigmas: a custom noise-level schedule (``steps + 1`` levels, see ``check_sigmas``; default the
+        Karras grid of ``default_sigmas``), e.g. to place the 4-step sampler's jumps elsewhere.
+
+        A model trained on SynthCaps knows its eleven sounds (``soundctm.data.synthcaps.SOURCES``) and their
+        attributes; a prompt naming none of them gets a ``PromptWarning`` (and noise).
         """
         prompts = check_prompts(prompt)
         check_generate_args(steps, gamma, guidance, nu, num_samples, sampler, seed)
         if teacher_solver not in TEACHER_SOLVERS:
             raise ValueError(f"teacher_solver must be one of {TEACHER_SOLVERS}, got {teacher_solver!r}")
         sigmas = check_sigmas(sigmas, int(steps), sampler, self.config.sigma_min, self.config.sigma_max)
+        warn_unknown_prompts(prompts, self.training_data)
         sig = self.default_sigmas(int(steps), sampler) if sigmas is None else sigmas
         guidance = self.config.guidance if guidance is None else float(guidance)
         seed = int(torch.randint(0, 2**31 - 1, ()).item()) if seed is None else int(seed)
@@ -301,7 +455,7 @@ _DEFAULT: dict[str, SoundCTM] = {}
 
 
 def generate(prompt: str | list[str], steps: int = 1, gamma: float = 0.0, **kwargs) -> Audio:
-    """``SoundCTM.generate`` with the bundled default model (loaded once per process)."""
+    """``SoundCTM.generate`` with the bundled default model (loaded once per process); γ acts only at steps ≥ 2."""
     if "default" not in _DEFAULT:
         _DEFAULT["default"] = SoundCTM.from_pretrained(DEFAULT_MODEL)
     return _DEFAULT["default"].generate(prompt, steps=steps, gamma=gamma, **kwargs)

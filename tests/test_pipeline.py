@@ -196,3 +196,144 @@ def test_custom_sigmas_place_the_jumps_and_scale_x_T(saved):
 def test_bad_sigmas_name_the_argument_and_the_rule(saved, kwargs):
     with pytest.raises(ValueError, match=r"sigmas must be steps \+ 1 = 3 strictly decreasing"):
         saved[0].generate("a beep", **kwargs)
+
+
+# ---- bundled names, devices, lazy and corrupt components ----
+
+def test_bundled_models_load_by_name_from_any_folder(tmp_path, monkeypatch):
+    from soundctm.pipeline import BUNDLED_DIR, bundled_models, resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    assert bundled_models() == {"synthcaps-tiny": BUNDLED_DIR / "synthcaps-tiny"}
+    assert resolve_model("synthcaps-tiny") == BUNDLED_DIR / "synthcaps-tiny"
+    assert resolve_model("synthcaps-classifier") == BUNDLED_DIR / "synthcaps-classifier"  # other bundled folders
+    pipe = SoundCTM.from_pretrained("synthcaps-tiny", text_encoder=text_encoder())
+    assert pipe.config.latent_shape == (8, 16, 52) and pipe.training_data == "synthcaps"
+    with pytest.raises(FileNotFoundError, match=r"not a folder nor a bundled model name \(bundled: synthcaps"):
+        SoundCTM.from_pretrained("synthcaps-huge")
+
+
+def test_check_device_names_the_argument_and_what_is_available(monkeypatch):
+    from soundctm.pipeline import available_devices, check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert available_devices()[0] == "cpu" and check_device("cpu") == torch.device("cpu")
+    for bad in ("cuda", "cuda:1", "tpu", 3.5):
+        with pytest.raises(ValueError, match=r"^--device .* is not available on this machine; available: cpu"):
+            check_device(bad, "--device")
+    with pytest.raises(ValueError, match="^device 'cuda' is not available"):
+        SoundCTM.from_pretrained("synthcaps-tiny", device="cuda", text_encoder=text_encoder())
+
+
+def _truncate(folder):
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    return weights
+
+
+def test_a_truncated_file_is_named_and_the_teacher_is_read_only_when_used(saved, tmp_path):
+    import shutil
+
+    _, path = saved
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    teacher_file = _truncate(copy / "teacher")
+    pipe = SoundCTM.from_pretrained(copy, text_encoder=text_encoder())  # the teacher is not read here
+    assert pipe.has_teacher and pipe.generate("a beep", seed=0).waveforms.shape == (1, 32000)
+    with pytest.raises(ValueError, match=f"{teacher_file}.* corrupt or incomplete"):
+        pipe.generate("a beep", steps=2, sampler="teacher", seed=0)
+    student_file = _truncate(copy / "student")
+    with pytest.raises(ValueError, match=f"{student_file}.* corrupt or incomplete"):
+        SoundCTM.from_pretrained(copy, text_encoder=text_encoder())
+
+
+def test_saving_a_loaded_pipeline_keeps_its_lazy_teacher(saved, tmp_path):
+    _, path = saved
+    loaded = SoundCTM.from_pretrained(path, text_encoder=text_encoder())
+    loaded.save_pretrained(tmp_path / "again")
+    assert (tmp_path / "again" / "teacher" / "model.safetensors").is_file()
+
+
+# ---- saving audio ----
+
+def test_save_creates_missing_folders_like_save_spectrogram(saved, tmp_path):
+    audio = saved[0].generate("a bell", seed=0)
+    wav = audio.save(tmp_path / "a" / "b" / "clip.wav")[0]
+    png = audio.save_spectrogram(tmp_path / "c" / "d" / "clip.png")
+    assert wav.is_file() and png.is_file()
+    two = saved[0].generate("a bell", seed=0, num_samples=2)
+    assert [p.name for p in two.save(tmp_path / "e" / "clips")] == ["sample_0.wav", "sample_1.wav"]
+
+
+@pytest.mark.parametrize("suffix,fmt", [(".wav", "WAV"), (".flac", "FLAC"), (".ogg", "OGG"), (".mp3", "MP3")])
+def test_save_writes_the_format_the_suffix_names(saved, tmp_path, suffix, fmt):
+    import soundfile as sf
+
+    path = saved[0].generate("a bell", seed=0).save(tmp_path / f"clip{suffix}")[0]
+    assert sf.info(path).format == fmt
+
+
+def test_save_refuses_a_suffix_with_no_audio_format(saved, tmp_path):
+    audio = saved[0].generate("a bell", seed=0)
+    with pytest.raises(ValueError, match=r"must end in one of \.wav, \.flac, \.ogg, \.mp3"):
+        audio.save(tmp_path / "new" / "clip.mp4")
+    assert not (tmp_path / "new").exists()
+
+
+# ---- what the model was trained on ----
+
+def _provenance(folder, data):
+    folder.mkdir()
+    (folder / "provenance.json").write_text(json.dumps({"components": {
+        "vae": {"data": {"name": "SynthCaps"}}, "teacher": {"data": {"source": {"data": data, "n": 8}}},
+        "student": {"data": {"cache_dir": "cache/x"}}}}))
+    return folder
+
+
+def test_trained_on_reads_the_config_then_the_provenance(tmp_path):
+    from dataclasses import replace
+
+    from soundctm.pipeline import DEFAULT_MODEL, trained_on
+
+    assert trained_on(DEFAULT_MODEL) == "synthcaps"
+    assert trained_on(_provenance(tmp_path / "s", "synthcaps")) == "synthcaps"
+    assert trained_on(_provenance(tmp_path / "m", "data/clips.csv")) == "data/clips.csv"
+    assert trained_on(tmp_path) is None
+    config = replace(make_pipeline().config, training_data="data/other.jsonl")
+    assert trained_on(tmp_path / "s", config) == "data/other.jsonl"
+
+
+@pytest.mark.parametrize("data,prompt,warns", [
+    ("synthcaps", "a dog barking", True), ("synthcaps", "a high beep sounding twice", False),
+    ("synthcaps", "rain falling on a roof", False), ("data/dogs.csv", "a dog barking", False),
+    (None, "a dog barking", False),
+])
+def test_prompts_naming_no_known_sound_warn_only_for_a_synthcaps_model(saved, recwarn, monkeypatch, data, prompt,
+                                                                       warns):
+    from soundctm.pipeline import PromptWarning
+
+    pipe, _ = saved
+    monkeypatch.setattr(pipe, "training_data", data)
+    pipe.generate(prompt, seed=0)
+    caught = [str(w.message) for w in recwarn if issubclass(w.category, PromptWarning)]
+    assert len(caught) == int(warns), caught
+    assert all(prompt in m and "beep, buzzer" in m and "\n" not in m for m in caught)
+
+
+def test_mentioned_sources_covers_every_synthcaps_caption():
+    from soundctm.data.synthcaps import SynthCaps
+    from soundctm.data.synthcaps_captions import mentioned_sources
+
+    data = SynthCaps(200, 0, "train")
+    missed = [c for c, a in (data.prompt(i) for i in range(200)) if a["source"] not in mentioned_sources(c)]
+    assert not missed, missed[:3]
+    assert mentioned_sources("birds chirping, then drumming and a siren wailing") == ["bird", "drum", "siren"]
+    assert mentioned_sources("a dog barking") == mentioned_sources("a car engine noise") == []
+
+
+def test_gamma_at_one_step_changes_nothing_as_the_docstring_says(saved):
+    pipe, _ = saved
+    assert "no effect" in SoundCTM.generate.__doc__ and "steps=1" in SoundCTM.generate.__doc__
+    a = pipe.generate("a bell", steps=1, gamma=0.0, seed=3)
+    b = pipe.generate("a bell", steps=1, gamma=1.0, seed=3)
+    assert np.array_equal(a.waveforms, b.waveforms)

@@ -13,6 +13,11 @@ import soundfile as sf
 import soxr
 
 _EPS = 1e-12
+# file suffix -> (soundfile format, subtype) that save_audio writes
+AUDIO_FORMATS: dict[str, tuple[str, str]] = {
+    ".wav": ("WAV", "PCM_16"), ".flac": ("FLAC", "PCM_16"), ".ogg": ("OGG", "VORBIS"),
+    ".mp3": ("MP3", "MPEG_LAYER_III"),
+}
 
 
 class AudioLoadError(ValueError):
@@ -97,8 +102,18 @@ def crop_or_pad(wave: np.ndarray, length: int, offset: int = 0) -> np.ndarray:
     return np.pad(piece, pad)
 
 
+def audio_format(path: str | os.PathLike) -> tuple[str, str]:
+    """(soundfile format, subtype) that the path's suffix names; a ValueError naming the allowed suffixes."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in AUDIO_FORMATS:
+        raise ValueError(f"an audio file name must end in one of {', '.join(AUDIO_FORMATS)} (the format written), "
+                         f"got {str(path)!r}")
+    return AUDIO_FORMATS[suffix]
+
+
 def save_audio(path: str | os.PathLike, wave: np.ndarray, sample_rate: int) -> Path:
-    """Write ``[T]`` or ``[T, C]`` as 16-bit PCM wav, clipping to [-1, 1]; returns the path."""
+    """Write ``[T]`` or ``[T, C]`` in the format the suffix names (``AUDIO_FORMATS``: 16-bit wav/flac, ogg vorbis,
+    mp3), clipping to [-1, 1]; returns the path."""
     sample_rate = _check_sample_rate("sample_rate", sample_rate)
     wave = np.asarray(wave, dtype=np.float32)
     if wave.ndim not in (1, 2):
@@ -106,10 +121,11 @@ def save_audio(path: str | os.PathLike, wave: np.ndarray, sample_rate: int) -> P
     if not np.all(np.isfinite(wave)):
         raise ValueError("wave contains NaN or inf samples")
     path = Path(path)
+    file_format, subtype = audio_format(path)
     if not path.parent.is_dir():
         raise OSError(f"cannot write audio to {path}: directory {path.parent} does not exist")
     try:
-        sf.write(str(path), np.clip(wave, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+        sf.write(str(path), np.clip(wave, -1.0, 1.0), sample_rate, subtype=subtype, format=file_format)
     except (sf.LibsndfileError, RuntimeError, PermissionError) as err:
         raise OSError(f"cannot write audio to {path}: {err}") from err
     return path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 NOUNS: dict[str, tuple[str, ...]] = {
@@ -60,6 +62,46 @@ FADE_PHRASES = {
 }
 REVERB_PHRASES = ("in a large hall", "in a reverberant hall", "in a big echoing room", "with strong reverberation")
 BACKGROUND_PHRASES = ("with background noise", "over background noise", "with noise in the background")
+
+
+# words of the caption vocabulary that name no particular source
+GENERIC_WORDS = ("a", "an", "is", "on", "sound", "heard", "continues", "goes", "down", "small", "distant", "steady",
+                 "harsh", "pure", "like", "wave", "falls", "note", "noise")
+
+
+def word_stem(word: str) -> str:
+    """A crude stem, enough to match caption words: 'beeping', 'beeps' -> 'beep'; 'drumming' -> 'drum'."""
+    word = word.lower()
+    for suffix in ("ing", "ed"):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            if len(word) > 3 and word[-1] == word[-2] and word[-1] not in "slz":
+                word = word[:-1]
+            break
+    if word.endswith("s") and not word.endswith("ss") and len(word) > 3:
+        word = word[:-1]
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
+def _source_stems() -> dict[str, str]:
+    """Word stem -> the source it names, from the nouns, plurals and verbs the captions use."""
+    generic = {word_stem(w) for w in GENERIC_WORDS}
+    stems = {}
+    for table in (NOUNS, EVENT_PLURALS, EVENT_VERBS, CONTINUOUS_VERBS):
+        for source, phrases in table.items():
+            for word in re.findall(r"[a-z]+", " ".join((source, *phrases))):
+                if word_stem(word) not in generic:
+                    stems.setdefault(word_stem(word), source)
+    return stems
+
+
+SOURCE_STEMS = _source_stems()
+
+
+def mentioned_sources(text: str) -> list[str]:
+    """The SynthCaps sources a text names by any caption word, in order: 'a beep then rain' -> ['beep', 'rain']."""
+    found = (SOURCE_STEMS.get(word_stem(w)) for w in re.findall(r"[a-z]+", text.lower()))
+    return list(dict.fromkeys(s for s in found if s))
 
 
 def pick(rng: np.random.Generator, options) -> str:
