@@ -28,7 +28,6 @@ import dataclasses
 import hashlib
 import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -522,13 +521,11 @@ def main(argv=None) -> int:
         p.error("--tables students needs --candidate DIR (an exported student folder)")
     torch.set_num_threads(1)
     from soundctm.data.synthcaps import heldout_prompts
+    from soundctm.debug import debug_pipeline
     from soundctm.pipeline import SoundCTM
 
     if args.quick:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from pipeline_utils import make_pipeline
-
-        pipe, n = make_pipeline(), 4
+        pipe, n = debug_pipeline(), 4
     else:
         pipe, n = SoundCTM.from_pretrained(args.model), args.n_prompts
     if ctm_sigmas:  # against the model's σ range now, not after the teacher's row
@@ -587,7 +584,7 @@ def main(argv=None) -> int:
     if "students" in tables:
         from soundctm.nn.unet import TwoTimeTextUNet
 
-        student = make_pipeline(seed=1).student if args.quick else TwoTimeTextUNet.from_pretrained(args.candidate)
+        student = debug_pipeline(seed=1).student if args.quick else TwoTimeTextUNet.from_pretrained(args.candidate)
         rows, lines_students = students_table(pipe, with_student(pipe, student), prompts, args.batch, nu=args.nu,
                                                 ctm_rows=ctm_rows)
         result["students"] = {"candidate": args.candidate, "rows": rows}

@@ -4,14 +4,13 @@ students (1/2/4 steps × γ ∈ {0, 0.5, 1}), with the real held-out-vs-train fl
 Every method draws as many class-conditional samples as there are held-out digits, with the held-out labels, so
 all Fréchet distances (against the classifier features of the train split) share one sample size and bias.
 
-    python benchmarks/digits.py --teacher runs/digits_teacher/model --student l2=runs/digits_ctm/model \\
+    python -m benchmarks.digits --teacher runs/digits_teacher/model --student l2=runs/digits_ctm/model \\
         --classifier soundctm/pretrained/digits/classifier --out benchmarks/results/digits
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shlex
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from recipes.train_image import ctm_samples, initial_noise, teacher_samples
 from soundctm.data.digits import DigitsConfig, load_digit_split
 from soundctm.fileio import with_extension
 from soundctm.metrics.digits import DigitClassifier, digit_features, score_digits
@@ -31,15 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TEACHER_STEPS = (5, 10, 20, 40)
 CTM_STEPS = (1, 2, 4)
 GAMMAS = (0.0, 0.5, 1.0)
-
-
-def load_recipe():
-    """recipes/train_image.py as a module (its sampling helpers)."""
-    spec = importlib.util.spec_from_file_location("train_image", ROOT / "recipes" / "train_image.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @dataclass
@@ -95,16 +86,16 @@ def timed(fn):
     return out, time.perf_counter() - start
 
 
-def evaluate(recipe, teacher: ImageUNet, students: dict[str, ImageUNet], clf: DigitClassifier, split,
+def evaluate(teacher: ImageUNet, students: dict[str, ImageUNet], clf: DigitClassifier, split,
              guidance: float, seed: int) -> list[Row]:
     """All rows: the real floor, the teacher at each Heun step count, every student at each steps × γ."""
     ref = digit_features(clf, split.train_x)
     labels = split.test_y
-    x_T = recipe.initial_noise(len(labels), teacher.config, seed)
+    x_T = initial_noise(len(labels), teacher.config, seed)
     floor = score_digits(clf, split.test_x, ref, labels)
     rows = [Row("real held-out vs train", 0, 0, None, floor.frechet, floor.accuracy, 0.0)]
     for steps in TEACHER_STEPS:
-        x, sec = timed(lambda s=steps: recipe.teacher_samples(teacher, x_T, labels, s, guidance))
+        x, sec = timed(lambda s=steps: teacher_samples(teacher, x_T, labels, s, guidance))
         sc = score_digits(clf, x, ref, labels)
         rows.append(Row("teacher Heun", steps, 2 * steps - 1, None, sc.frechet, sc.accuracy, sec))
     for name, student in students.items():
@@ -112,25 +103,25 @@ def evaluate(recipe, teacher: ImageUNet, students: dict[str, ImageUNet], clf: Di
             for gamma in GAMMAS:
                 if steps == 1 and gamma > 0:
                     continue  # one jump T → σ_min: γ plays no role
-                x, sec = timed(lambda s=steps, g=gamma, m=student: recipe.ctm_samples(m, x_T, labels, s, g, seed))
+                x, sec = timed(lambda s=steps, g=gamma, m=student: ctm_samples(m, x_T, labels, s, g, seed))
                 sc = score_digits(clf, x, ref, labels)
                 rows.append(Row(f"CTM ({name})", steps, steps, gamma, sc.frechet, sc.accuracy, sec))
     return rows
 
 
-def write_grids(recipe, teacher: ImageUNet, students: dict[str, ImageUNet], split, guidance: float, seed: int,
+def write_grids(teacher: ImageUNet, students: dict[str, ImageUNet], split, guidance: float, seed: int,
                 out: Path) -> list[str]:
     """10×10 sample grids (row r = digit r) per method; returns the file names."""
     labels = grid_labels()
-    x_T = recipe.initial_noise(len(labels), teacher.config, seed + 1)
+    x_T = initial_noise(len(labels), teacher.config, seed + 1)
     real = torch.cat([split.test_x[split.test_y == d][:10] for d in range(10)])
     panels = {"real": real}
     for steps in (5, 40):
-        panels[f"teacher_heun{steps}"] = recipe.teacher_samples(teacher, x_T, labels, steps, guidance)
+        panels[f"teacher_heun{steps}"] = teacher_samples(teacher, x_T, labels, steps, guidance)
     for name, student in students.items():
-        panels[f"ctm_{name}_1step"] = recipe.ctm_samples(student, x_T, labels, 1, 0.0, seed)
-        panels[f"ctm_{name}_2step_g0"] = recipe.ctm_samples(student, x_T, labels, 2, 0.0, seed)
-        panels[f"ctm_{name}_4step_g1"] = recipe.ctm_samples(student, x_T, labels, 4, 1.0, seed)
+        panels[f"ctm_{name}_1step"] = ctm_samples(student, x_T, labels, 1, 0.0, seed)
+        panels[f"ctm_{name}_2step_g0"] = ctm_samples(student, x_T, labels, 2, 0.0, seed)
+        panels[f"ctm_{name}_4step_g1"] = ctm_samples(student, x_T, labels, 4, 1.0, seed)
     names = []
     for key, images in panels.items():
         names.append(f"{out.name}_{key}.png")
@@ -182,15 +173,14 @@ def main(argv: list[str] | None = None) -> int:
     if any("=" not in s for s in args.student):
         p.error("--student expects NAME=DIR")
     torch.set_num_threads(1)
-    recipe = load_recipe()
     teacher = ImageUNet.from_pretrained(args.teacher)
     students = {s.split("=", 1)[0]: ImageUNet.from_pretrained(s.split("=", 1)[1]) for s in args.student}
     clf = DigitClassifier.from_pretrained(args.classifier)
     split = load_digit_split(data_config(read_provenance(args.teacher)))
-    rows = evaluate(recipe, teacher, students, clf, split, args.guidance, args.seed)
+    rows = evaluate(teacher, students, clf, split, args.guidance, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        grids = write_grids(recipe, teacher, students, split, args.guidance, args.seed, args.out)
+        grids = write_grids(teacher, students, split, args.guidance, args.seed, args.out)
     train_seconds = {"teacher": read_provenance(args.teacher).get("metrics", {}).get("train_seconds", float("nan"))}
     for s in args.student:
         name, path = s.split("=", 1)
@@ -198,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                                               float("nan"))
     meta = {"classifier_accuracy": rows[0].accuracy, "n_train": len(split.train_y), "n_samples": len(split.test_y),
             "guidance": args.guidance, "note": args.note,
-            "command": shlex.join(["python", "benchmarks/digits.py", *(argv or sys.argv[1:])]),
+            "command": shlex.join(["python", "-m", "benchmarks.digits", *(argv or sys.argv[1:])]),
             "student_configs": {s.split("=", 1)[0]: read_provenance(Path(s.split("=", 1)[1])).get("config", {})
                                 .get("ctm") for s in args.student}}
     with_extension(args.out, ".json").write_text(json.dumps(

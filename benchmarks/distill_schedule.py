@@ -5,7 +5,7 @@ cache, one CPU thread, and reads the logged ``perf/steps_per_s`` and the mean nu
 target (``train/k``). A target costs about 2k − 1 guided teacher evaluations, each on the conditional and the
 unconditional batch (CFG), so the step time grows with k; the grid size N sets how far apart (t, u) can be.
 
-    python benchmarks/distill_schedule.py [--teacher DIR --cache-dir DIR --steps 6 --schedules 40:39,40:8,18:8,18:2]
+    python -m benchmarks.distill_schedule [--teacher DIR --cache-dir DIR --steps 6 --schedules 40:39,40:8,18:8,18:2]
 
 Writes ``benchmarks/results/distill_schedule.{md,json}``. Quality is not measured here: each schedule would need
 its own hours-long run; the bundled student's schedule (N = 18, k ≤ 2) is judged in ``audio_judge_ctm.md``.
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import torch
 
+from recipes import train_soundctm
 from soundctm.fileio import with_extension
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-sys.path.insert(0, str(ROOT / "recipes"))
 
 
 def parse_schedules(text: str) -> list[tuple[int, int]]:
@@ -42,8 +42,6 @@ def parse_schedules(text: str) -> list[tuple[int, int]]:
 
 def run_schedule(teacher: str, cache_dir: str, n: int, k_max: int, steps: int, batch: int, workdir: Path,
                  pairs: str = "") -> dict:
-    import train_soundctm
-
     out = workdir / f"N{n}_k{k_max}{'_pairs' if pairs else ''}"
     sets = [f"teacher_dir={teacher}", f"cache_dir={cache_dir}", f"train.out_dir={out}",
             f"export_dir={out / 'student'}", f"train.steps={steps}", f"train.batch_size={batch}",
@@ -110,7 +108,7 @@ def main(argv=None) -> int:
             rows.append(run_schedule(args.teacher, args.cache_dir, 18, 2, args.steps, args.batch, Path(tmp),
                                      pairs=args.pairs))
             print(json.dumps(rows[-1]), flush=True)
-    write(rows, Path(args.out), "python benchmarks/distill_schedule.py " + " ".join(argv or sys.argv[1:]),
+    write(rows, Path(args.out), "python -m benchmarks.distill_schedule " + " ".join(argv or sys.argv[1:]),
           args.batch)
     print(with_extension(Path(args.out), ".md").read_text())
     return 0

@@ -1,6 +1,6 @@
 """Toy 2-D benchmark: method × NFE → distance to the exact ODE endpoint of the same x_T, SW₂ to data, wall time.
 
-    python benchmarks/toy2d.py [--steps 3000] [--data gmm checkerboard]
+    python -m benchmarks.toy2d [--steps 3000] [--data gmm checkerboard]
 
 Writes benchmarks/results/toy2d.{md,json} and one PNG per dataset (data / teacher / CTM panels).
 """
@@ -8,20 +8,16 @@ Writes benchmarks/results/toy2d.{md,json} and one PNG per dataset (data / teache
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from recipes import toy2d
+
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("toy2d", ROOT / "recipes" / "toy2d.py")
-toy2d = importlib.util.module_from_spec(spec)
-sys.modules["toy2d"] = toy2d
-spec.loader.exec_module(toy2d)
 
 
 def fmt(v, digits=3):

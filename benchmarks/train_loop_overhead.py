@@ -1,6 +1,6 @@
 """Throughput of the shared training loop vs a bare PyTorch loop, and its data-wait accounting.
 
-    .venv/bin/python benchmarks/train_loop_overhead.py [--steps 300] [--batch 256] [--hidden 256]
+    .venv/bin/python -m benchmarks.train_loop_overhead [--steps 300] [--batch 256] [--hidden 256]
 
 Writes benchmarks/results/train_loop_overhead.{md,json}. One CPU thread, tiny MLP: this measures the loop's own
 per-step cost (per-micro-step reseeding, EMA update, logging windows, device moves), which is largest relative to
@@ -21,13 +21,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
-import train_toy_regression as toy  # noqa: E402
+from recipes import train_toy_regression as toy
+from soundctm.train import TrainConfig, Trainer
+from soundctm.train.ema import ema_update, frozen_copy
+from soundctm.train.logging import read_metrics
 
-from soundctm.train import TrainConfig, Trainer  # noqa: E402
-from soundctm.train.ema import ema_update, frozen_copy  # noqa: E402
-from soundctm.train.logging import read_metrics  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class BatchedTensors(torch.utils.data.Dataset):
@@ -117,7 +116,7 @@ def write_results(results: dict, setup: dict) -> None:
         "# Shared training loop: throughput and data-wait share",
         "",
         f"MLP 8→{setup['hidden']}×3→1, batch {setup['batch']}, {setup['steps']} steps, 1 CPU thread, EMA 0.999, "
-        "fp32. Command: `.venv/bin/python benchmarks/train_loop_overhead.py`",
+        "fp32. Command: `.venv/bin/python -m benchmarks.train_loop_overhead`",
         "",
         "| loop | steps/s | relative to bare AdamW + clip + EMA | data wait share (logged by the Trainer) |",
         "|---|---|---|---|",

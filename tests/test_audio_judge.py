@@ -3,12 +3,13 @@ its verdicts on clips whose attributes are known."""
 
 import numpy as np
 import pytest
-from recipe_utils import load_benchmark
+
+from benchmarks import audio_judge
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_benchmark("audio_judge")
+    return audio_judge
 
 
 def test_mean_weights_attributes_and_pooled_weights_verdicts(bench):

@@ -14,6 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from recipes import train_toy_regression as toy
 from soundctm.train import TrainConfig, Trainer
 from soundctm.train.checkpoint import (
     STATE_FILE,
@@ -28,8 +29,6 @@ from soundctm.train.checkpoint import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
-import train_toy_regression as toy  # noqa: E402
 
 SMALL = toy.ModelConfig(in_dim=4, hidden=8, depth=1, dropout=0.1)
 
@@ -98,8 +97,7 @@ def test_loop_retention_and_failed_save_keeps_previous(tmp_path):
 KILL_SCRIPT = """
 import sys, time
 from pathlib import Path
-sys.path.insert(0, {recipes!r})
-import train_toy_regression as toy
+from recipes import train_toy_regression as toy
 from soundctm.train import TrainConfig, Trainer
 
 out = Path(sys.argv[1])
@@ -111,17 +109,18 @@ def slow_commit(tmp):
 cfg = TrainConfig(steps=10_000, batch_size=8, lr=1e-2, ema_decays=(0.9,), ckpt_every=1, keep_last=2, log_every=1,
                   seed=3, out_dir=out, progress=False, tensorboard=False, cpu=True)
 with Trainer(cfg) as trainer:
-    trainer.fit({{"net": toy.MLP(toy.ModelConfig(in_dim=4, hidden=8, depth=1, dropout=0.1))}},
+    trainer.fit({"net": toy.MLP(toy.ModelConfig(in_dim=4, hidden=8, depth=1, dropout=0.1))},
                 toy.make_loss_fn(0.9), toy.make_dataset(toy.DataConfig(40), 4), before_commit=slow_commit)
 """
 
 
 def test_sigkill_during_save_leaves_last_checkpoint_loadable(tmp_path):
     script = tmp_path / "save_loop.py"
-    script.write_text(textwrap.dedent(KILL_SCRIPT.format(recipes=str(ROOT / "recipes"))))
+    script.write_text(textwrap.dedent(KILL_SCRIPT))
     out = tmp_path / "run"
     out.mkdir()
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}  # the script imports recipes.*
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env)
     marker = out / f"saving-{checkpoint_name(3)}.tmp"
     deadline = time.monotonic() + 60
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import pytest
 
+from recipes import train_toy_regression as toy
 from soundctm.config import (
     PRESETS,
     ConfigError,
@@ -121,9 +121,6 @@ def test_train_config_rejects_out_of_range(field_name, value):
 
 
 def test_shipped_toy_yaml_loads_and_bad_cli_exits_2(capsys):
-    sys.path.insert(0, str(ROOT / "recipes"))
-    import train_toy_regression as toy
-
     cfg = load_config(toy.ToyRegressionConfig, ROOT / "recipes/configs/toy_regression.yaml")
     assert cfg.train.ema_decays == (0.99, 0.999) and cfg.model.hidden == 64
     assert toy.main(["--set", "train.lrr=1"]) == 2

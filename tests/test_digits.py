@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from recipe_utils import load_recipe
 
 import soundctm.core as core
+from recipes import train_image as recipe
 from soundctm.core import guidance, losses, precond, samplers, schedule, solvers
 from soundctm.data.digits import DigitsConfig, load_digit_split, stratified_holdout, to_unit_range
 from soundctm.metrics.digits import (
@@ -30,7 +30,6 @@ CLASSIFIER = ROOT / "soundctm/pretrained/digits/classifier"
 TINY = ImageUNetConfig(base=8, mults=(1, 2), emb_dim=32, n_freqs=8, groups=4, sigma_data=0.75)
 
 
-recipe = load_recipe("train_image")
 
 
 @pytest.fixture(scope="module")

@@ -3,14 +3,15 @@
 import json
 
 import pytest
-from recipe_utils import load_benchmark, tiny_cache
+from recipe_utils import tiny_cache
 
+from benchmarks import distill_schedule
 from soundctm.nn.unet import UNET_PRESETS, TextUNet, UNetConfig
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_benchmark("distill_schedule")
+    return distill_schedule
 
 
 def test_schedules_are_parsed_and_checked(bench):

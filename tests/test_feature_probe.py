@@ -1,8 +1,7 @@
 import pytest
 import torch
-from recipe_utils import load_benchmark
 
-probe = load_benchmark("feature_probe")
+from benchmarks import feature_probe as probe
 
 
 def test_probe_tells_shifted_gaussians_apart_and_not_identical_ones():

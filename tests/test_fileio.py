@@ -3,8 +3,8 @@
 import json
 
 import pytest
-from recipe_utils import load_benchmark
 
+from benchmarks import distill_schedule
 from soundctm.fileio import atomic_path, atomic_write_text, with_extension
 
 
@@ -39,7 +39,7 @@ def test_atomic_path_replaces_only_on_success(tmp_path):
 
 
 def test_a_benchmark_with_a_dotted_out_writes_both_files_under_the_full_name(tmp_path):
-    bench = load_benchmark("distill_schedule")
+    bench = distill_schedule
     rows = [{"N": 18, "k_max": 2, "pairs": False, "k_mean": 1.5, "teacher_evals_per_target": 2.0,
              "seconds_per_step": 1.0}]
     bench.write(rows, tmp_path / "sched_k1.5", "cmd", 4)

@@ -2,11 +2,9 @@ from dataclasses import replace
 
 import pytest
 import torch
-from recipe_utils import load_recipe
 
+from recipes import fp_diffusion_toy as recipe
 from soundctm.data.toy2d import exact_mixture, sample_dataset
-
-recipe = load_recipe("fp_diffusion_toy")
 
 
 @pytest.mark.parametrize("data", ["checkerboard", "rings", "swiss_roll", "gmm"])

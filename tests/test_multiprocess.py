@@ -14,9 +14,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from recipes import train_toy_regression as toy
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
-import train_toy_regression as toy  # noqa: E402
 
 ACCELERATE = Path(sys.executable).with_name("accelerate")
 CONFIG = ROOT / "recipes" / "configs" / "toy_regression.yaml"

@@ -1,11 +1,10 @@
 import torch
-from recipe_utils import load_recipe, tiny_cache
+from recipe_utils import tiny_cache
 
+from recipes import train_teacher
 from soundctm.core.precond import EDMDenoiser
 from soundctm.nn.unet import TextUNet
 from soundctm.train.tasks import drop_captions
-
-train_teacher = load_recipe("train_teacher")
 
 DEBUG_UNET = ["unet.block_out_channels=[8, 16]", "unet.attention=[false, true]", "unet.attention_head_dim=4",
               "unet.norm_num_groups=4"]

@@ -1,13 +1,11 @@
 import pytest
 import torch
-from recipe_utils import load_recipe
 
+from recipes import toy2d
 from soundctm.core.precond import CTMPrecond
 from soundctm.data.toy2d import sample_dataset
 from soundctm.metrics.sample_distance import mmd_rbf, sliced_wasserstein
 from soundctm.nn.toy import ToyMLP, ToyMLPConfig
-
-toy2d = load_recipe("toy2d")
 
 
 def test_short_distillation_from_the_exact_gmm_teacher():

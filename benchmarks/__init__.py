@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m benchmarks.x` from the repository root (those that reuse a recipe need the -m form)."""
