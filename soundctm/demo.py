@@ -14,12 +14,14 @@ import os
 import sys
 import tempfile
 import threading
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from soundctm.pipeline import DEFAULT_MODEL
+from soundctm.cli_errors import CliError, Parser, report
+from soundctm.pipeline import PromptWarning, bundled_models, synthcaps_summary
 
 log = logging.getLogger(__name__)
 
@@ -148,24 +150,41 @@ def describe(info: dict) -> str:
     return f"{name} · {steps}{gamma} · ω {info['guidance']:g}"
 
 
-def format_timing(info: dict) -> str:
-    """Markdown line: wall time (ms), network evaluations per clip, real-time factor, seed."""
-    return (f"**{describe(info)}** — {info['seconds'] * 1000:.0f} ms · {info['nfe']} NFE per clip · "
+def gamma_note(info: dict) -> str | None:
+    """Why the γ a clip was asked with changed nothing, or None."""
+    if info["gamma"] > 0 and info["sampler"] != "ctm":
+        return "γ has no effect with an ODE sampler"
+    if info["gamma"] > 0 and info["steps"] == 1:
+        return "γ has no effect at 1 step"
+    return None
+
+
+def format_timing(info: dict, notes: list[str] = ()) -> str:
+    """Markdown: wall time (ms), network evaluations per clip, real-time factor, seed; then a note per line
+    (γ that cannot act, a prompt the model does not know)."""
+    line = (f"**{describe(info)}** — {info['seconds'] * 1000:.0f} ms · {info['nfe']} NFE per clip · "
             f"{info['real_time_factor']:.1f}× real time · seed {info['seed']}")
+    gamma = gamma_note(info)
+    return "\n\n".join([line + (f" · *{gamma}*" if gamma else ""), *(f"⚠ {n}" for n in notes)])
 
 
 def generate_clips(pipe, request: Request, teacher_solver: str = "heun") -> Generation:
-    """Run ``pipe.generate`` for a Request and draw a spectrogram per clip."""
-    if request.sampler == "teacher" and pipe.teacher is None:
+    """Run ``pipe.generate`` for a Request and draw a spectrogram per clip; a ``PromptWarning`` becomes a note."""
+    if request.sampler == "teacher" and not pipe.has_teacher:
         raise ValueError("sampler 'teacher' is not available: this model was saved without its teacher")
-    with GENERATION_LOCK:
+    with GENERATION_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PromptWarning)
         audio = pipe.generate(request.prompt, steps=request.steps, gamma=request.gamma, guidance=request.guidance,
                               seed=request.seed, num_samples=request.num_samples, sampler=request.sampler,
                               teacher_solver=teacher_solver)
         label = describe(audio.info)
         clips = [Clip(audio.sample_rate, w, spectrogram_image(w, audio.sample_rate, f"{label} · #{i}"),
                       f"#{i} {label}") for i, w in enumerate(audio.waveforms)]
-    return Generation(clips, audio.info, format_timing(audio.info), request)
+    notes = [str(w.message) for w in caught if issubclass(w.category, PromptWarning)]
+    for w in caught:
+        if not issubclass(w.category, PromptWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return Generation(clips, audio.info, format_timing(audio.info, notes), request)
 
 
 def comparison_requests(pipe, request: Request) -> list[Request]:
@@ -173,7 +192,7 @@ def comparison_requests(pipe, request: Request) -> list[Request]:
     seed = request.seed if request.seed is not None else int(np.random.default_rng().integers(0, 2**31 - 1))
     base = Request(request.prompt, 1, request.gamma, request.guidance, seed, 1, "ctm")
     runs = [base, replace(base, steps=request.steps)]
-    if pipe.teacher is not None:
+    if pipe.has_teacher:
         runs.append(replace(base, steps=pipe.config.teacher_steps, sampler="teacher"))
     return runs
 
@@ -188,8 +207,17 @@ def compare_samplers(pipe, request: Request) -> list[Generation]:
 INTRO = """# SoundCTM — text to sound in one step
 A Consistency Trajectory Model jumps along its teacher's probability-flow ODE: **1 step** already gives a clip,
 more steps refine it. **γ** sets how much fresh noise each extra step re-injects (0: deterministic jumps,
-1: consistency-model style). **ω** is the classifier-free guidance scale. *Compare* runs the same prompt and seed
-at 1 step, at N steps and with the teacher."""
+1: consistency-model style), so at 1 step it has no effect. **ω** is the classifier-free guidance scale.
+*Compare* runs the same prompt and seed at 1 step, at N steps and with the teacher."""
+
+
+def knowledge(pipe) -> str:
+    """Markdown: what the model was trained on, so a user knows which prompts it can follow."""
+    if pipe.training_data == "synthcaps":
+        return "**What this model knows.** " + synthcaps_summary().replace("\n", " ")
+    if pipe.training_data:
+        return f"**Trained on** `{pipe.training_data}`: prompts like its captions work best."
+    return "*This model does not record what it was trained on.*"
 
 
 def pcm16(wave: np.ndarray) -> np.ndarray:
@@ -249,7 +277,7 @@ def build_app(pipe, model_name: str = "", concurrency_limit: int = 1, max_queue:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
-    from soundctm.data.synthcaps import VOCABULARY, example_prompts
+    from soundctm.data.synthcaps import example_prompts
 
     def on_generate(prompt, steps, gamma, guidance, seed, random_seed, num_samples, sampler):
         req = parse_request(prompt, steps, gamma, guidance, seed, random_seed, num_samples, sampler)
@@ -282,8 +310,7 @@ def build_app(pipe, model_name: str = "", concurrency_limit: int = 1, max_queue:
                     cmp_btn = gr.Button("Compare: 1 step / N steps / teacher", elem_id="compare")
             with gr.Column(scale=1):
                 gr.Examples([[p] for p in example_prompts(8, seed=0)], inputs=[prompt], label="SynthCaps examples")
-                gr.Markdown("Vocabulary: " + ", ".join(VOCABULARY["source"]) + "; pitch low/medium/high; "
-                            "one to three times; rising/falling; quiet/loud; fading in/out; reverberant.")
+                gr.Markdown(knowledge(pipe), elem_id="knowledge")
         with gr.Tabs(selected="samples") as tabs:
             with gr.Tab("Samples", id="samples"):
                 timing = gr.Markdown(elem_id="timing")
@@ -311,21 +338,14 @@ def build_app(pipe, model_name: str = "", concurrency_limit: int = 1, max_queue:
 
 # ---- command line ----
 
-class CliError(Exception):
-    """A bad command line: reported as one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise CliError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="soundctm demo", description="Start the local gradio demo of a SoundCTM model.")
-    p.add_argument("--model", default=str(DEFAULT_MODEL), help="pipeline folder (default: the bundled model)")
+    p = Parser(prog="soundctm demo", description="Start the local gradio demo of a SoundCTM model.")
+    p.add_argument("--model", default="synthcaps-tiny",
+                   help=f"a pipeline folder or a bundled model name ({', '.join(bundled_models())}; "
+                        "default: synthcaps-tiny)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--port", type=int, default=7860, help="port to serve on (default: 7860)")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps (default: cpu)")
     p.add_argument("--concurrency", type=int, default=1, help="generations run in parallel (queue limit)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     return p
@@ -354,19 +374,18 @@ def main(argv: list[str] | None = None) -> int:
         check_args(args)
         import torch
 
-        from soundctm.pipeline import SoundCTM
+        from soundctm.pipeline import SoundCTM, check_device
 
+        check_device(args.device, "--device")
         torch.set_num_threads(args.threads)
         pipe = SoundCTM.from_pretrained(args.model, device=args.device)
-    except (CliError, ValueError, FileNotFoundError) as err:
-        print(f"soundctm demo: error: {err}", file=sys.stderr)
-        return 2
+    except (CliError, ValueError, OSError) as err:
+        return report("soundctm demo", err)
     app = build_app(pipe, model_name=Path(args.model).name, concurrency_limit=args.concurrency)
     try:
         launch(app, args.host, args.port)
     except OSError as err:  # port in use, address not available
-        print(f"soundctm demo: error: {err}", file=sys.stderr)
-        return 2
+        return report("soundctm demo", err)
     return 0
 
 

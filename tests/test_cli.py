@@ -26,3 +26,39 @@ def test_unknown_command_fails_naming_the_choices(capsys):
     assert main(["nonsense"]) == 2
     err = capsys.readouterr().err
     assert "unknown command" in err and "generate" in err
+
+
+def test_train_without_a_recipe_exits_2_with_a_usage_line(capsys):
+    from soundctm.train import cli as train_cli
+
+    assert train_cli.main([]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "usage: soundctm train <recipe>" in err and "soundctm" in err
+    assert train_cli.main(["--list"]) == 0 and "toy-regression" in capsys.readouterr().out
+
+
+def test_train_outside_a_checkout_says_it_needs_one(tmp_path, monkeypatch, capsys):
+    from soundctm.train import cli as train_cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(train_cli, "RECIPES_DIR", tmp_path / "site-packages" / "recipes")
+    assert train_cli.main(["soundctm"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "source checkout's recipes/ folder" in err and str(tmp_path) in err
+
+
+def test_train_finds_the_recipes_of_the_checkout_it_runs_in(tmp_path, monkeypatch):
+    from soundctm.train import cli as train_cli
+
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / RECIPES["soundctm"]).write_text("def main(argv):\n    return 0\n")
+    monkeypatch.chdir(tmp_path)
+    assert train_cli.recipe_path("soundctm") == tmp_path / "recipes" / RECIPES["soundctm"]
+    assert train_cli.main(["soundctm"]) == 0
+
+
+def test_every_command_reports_bad_options_in_one_line(capsys):
+    for name in COMMANDS:
+        assert main([name, "--no-such-option"]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and f"soundctm {name}: error:" in err, (name, err)

@@ -135,7 +135,28 @@ def test_format_timing_closed_form():
             "real_time_factor": 8.0, "seed": 7}
     assert demo.format_timing(info) == ("**CTM · 2 steps · γ 0.25 · ω 3** — 250 ms · 2 NFE per clip · "
                                         "8.0× real time · seed 7")
-    assert "γ" not in demo.format_timing({**info, "steps": 1})
+    assert "γ 0.25" not in demo.format_timing({**info, "steps": 1})
+    assert demo.format_timing({**info, "steps": 1}).endswith("seed 7 · *γ has no effect at 1 step*")
+    assert "γ has no effect" not in demo.format_timing({**info, "steps": 1, "gamma": 0.0})
+    assert demo.format_timing(info, ["a note"]).endswith("seed 7\n\n⚠ a note")
+
+
+@pytest.mark.parametrize("data,prompt,warned", [
+    ("synthcaps", "a dog barking", True), ("synthcaps", "a high beep sounding twice", False),
+    ("data/dogs.csv", "a dog barking", False),
+])
+def test_a_prompt_the_model_does_not_know_gets_a_note(pipe, monkeypatch, data, prompt, warned):
+    monkeypatch.setattr(pipe, "training_data", data)
+    gen = demo.generate_clips(pipe, request(prompt=prompt, steps=1, gamma=0.0))
+    assert ("⚠ prompt" in gen.timing and "names none of the sounds" in gen.timing) == warned
+
+
+def test_the_page_says_what_the_model_knows(pipe, monkeypatch):
+    monkeypatch.setattr(pipe, "training_data", "synthcaps")
+    assert "beep, buzzer, bell" in demo.knowledge(pipe) and "a dog barking" in demo.knowledge(pipe)
+    monkeypatch.setattr(pipe, "training_data", "data/dogs.csv")
+    assert "data/dogs.csv" in demo.knowledge(pipe)
+    assert "no effect" in demo.INTRO and "1 step" in demo.INTRO
 
 
 def test_pcm16_round_trip_and_clipping():
@@ -148,11 +169,21 @@ def test_pcm16_round_trip_and_clipping():
 @pytest.mark.parametrize("argv,needle", [
     (["--port", "70000"], "--port"), (["--port", "abc"], "--port"), (["--concurrency", "0"], "--concurrency"),
     (["--threads", "0"], "--threads"), (["--model", "/nonexistent/model"], "does not exist"),
+    (["--model", "synthcaps-huge"], "bundled: synthcaps-tiny"), (["--device", "cuda:7"], "--device 'cuda:7'"),
 ])
-def test_cli_errors_exit_2(argv, needle, capsys):
+def test_cli_errors_exit_2(argv, needle, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert demo.main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith("soundctm demo: error:") and needle in err and "Traceback" not in err
+    assert err.startswith("soundctm demo: error:") and needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_serves_a_bundled_model_by_name(monkeypatch, tmp_path):
+    seen = {}
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(demo, "launch", lambda app, host, port: seen.update(app=app))
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    assert demo.main(["--model", "synthcaps-tiny"]) == 0 and seen["app"] is not None
 
 
 def test_cli_binds_loopback_by_default(server, monkeypatch):

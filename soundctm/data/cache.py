@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import json
 import os
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -32,6 +31,7 @@ from torch.utils.data import Dataset
 
 from soundctm.audio.io import crop_or_pad
 from soundctm.audio.text import UNCONDITIONAL_CAPTION, TextEmbedding
+from soundctm.cli_errors import CliError, Parser, report
 
 INDEX_FILE, TEXT_FILE, FORMAT = "index.json", "text.safetensors", "soundctm-latent-cache"
 UNCONDITIONAL_INDEX = 0
@@ -367,17 +367,8 @@ def synthcaps_examples(n: int, seed: int, split: str, sample_rate: int, clip_sec
     return iter(SynthCaps(n, seed, split, sr=sample_rate, duration_s=clip_seconds)), None
 
 
-class CliError(Exception):
-    """Bad command-line input: reported in one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise CliError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="soundctm cache", description="Pre-encode a dataset into VAE latents + text embeddings.")
+    p = Parser(prog="soundctm cache", description="Pre-encode a dataset into VAE latents + text embeddings.")
     p.add_argument("--data", required=True, help="a manifest (.csv/.jsonl) or 'synthcaps'")
     p.add_argument("--vae", required=True, help="AudioVAE folder (config.json + safetensors)")
     p.add_argument("--text-encoder", default="minilm", help="text encoder name (minilm, t5, flan-t5, clap)")
@@ -436,8 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as stop:  # --help
         return int(stop.code or 0)
     except (CliError, ValueError, OSError, ImportError) as err:
-        print(f"soundctm cache: error: {err}".splitlines()[0], file=sys.stderr)
-        return 2
+        return report("soundctm cache", err)
     clip_samples = int(round(args.clip_seconds * mel.config.sample_rate))
     meta = {"source": {"data": args.data, "n": args.n, "seed": args.seed, "split": args.split},
             "vae": str(args.vae), "clip_samples": clip_samples, "skipped": skipped}

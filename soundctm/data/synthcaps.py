@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from soundctm.cli_errors import CliError, Parser, report
 from soundctm.data.synthcaps_captions import make_caption
 from soundctm.data.synthcaps_sounds import synthesize
 
@@ -302,15 +303,6 @@ def split_sizes(split: str, n: int) -> dict[str, int]:
     return {split: n}
 
 
-class CliError(Exception):
-    pass
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one-line message, exit code 2 (handled in main)
-        raise CliError(message)
-
-
 def build_parser() -> Parser:
     p = Parser(prog="soundctm synthcaps", description="Synthesise the SynthCaps captioned sound dataset.")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
@@ -354,8 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         validate_args(args)
     except CliError as e:
-        print(f"soundctm synthcaps: error: {e}", file=sys.stderr)
-        return 2
+        return report("soundctm synthcaps", e)
     except SystemExit as e:  # --help
         return int(e.code or 0)
     for split, n in split_sizes(args.split, args.n).items():

@@ -11,25 +11,16 @@ only fd_synth, is and clap apply). Metrics: see ``soundctm.metrics.synthcaps_eva
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 import time
 from pathlib import Path
 
+from soundctm.cli_errors import CliError, Parser, report
 from soundctm.metrics.synthcaps_eval import ATTRIBUTE_METRICS, METRICS, PROMPT_SETS
 
 MAX_N = 10000
-
-
-class CliError(Exception):
-    pass
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):  # one-line message, exit code 2 (handled in main)
-        raise CliError(message)
 
 
 def build_parser() -> Parser:
@@ -185,15 +176,13 @@ def main(argv: list[str] | None = None) -> int:
             raise CliError(f"--prompts: need at least 2 prompts, got {len(prompts)}")
         metrics = parse_metrics(args.metrics, prompts.attrs is not None, args.clap is not None)
     except (CliError, ValueError) as e:
-        print(f"soundctm eval: error: {e}", file=sys.stderr)
-        return 2
+        return report("soundctm eval", e)
     except SystemExit as e:  # --help
         return int(e.code or 0)
     try:
         results = run_eval(args, metrics, prompts)
     except ValueError as e:  # a corrupt model folder, a bad classifier or CLAP folder (before generating)
-        print(f"soundctm eval: error: {e}", file=sys.stderr)
-        return 2
+        return report("soundctm eval", e)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

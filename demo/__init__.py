@@ -1,1 +1,0 @@
-"""The gradio demo (``soundctm demo``); the page and its handlers live in ``soundctm.demo``."""
