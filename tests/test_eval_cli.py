@@ -218,3 +218,15 @@ def test_eval_cli_corrupt_classifier_exits_2_before_generating(folders, tmp_path
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("soundctm eval: error: ") and "is not a model directory" in err and len(err.splitlines()) == 1
+
+
+def test_eval_cli_takes_a_bundled_model_by_name(tmp_path, monkeypatch, capsys):
+    from soundctm.metrics.cli import build_parser, validate_args
+    from soundctm.pipeline import DEFAULT_MODEL
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["--model", "synthcaps-tiny"])
+    validate_args(args)
+    assert args.model == DEFAULT_MODEL
+    assert main(["--model", "synthcaps-huge", "--out", str(tmp_path / "x.json")]) == 2
+    assert "bundled: synthcaps-tiny" in capsys.readouterr().err

@@ -1,6 +1,6 @@
 """``soundctm eval``: generate clips for a prompt set with a pipeline folder and score them.
 
-    soundctm eval --model soundctm/pretrained/synthcaps-tiny --prompts synthcaps-heldout --n 64 \\
+    soundctm eval --model synthcaps-tiny --prompts synthcaps-heldout --n 64 \\
         --metrics fd_synth,attr,judge --steps 1 --gamma 0 --sampler ctm --out results.json
 
 Prompts: ``synthcaps-heldout``, ``synthcaps-heldout-combo`` (SynthCaps held-out prompts with attributes and their
@@ -25,7 +25,8 @@ MAX_N = 10000
 
 def build_parser() -> Parser:
     p = Parser(prog="soundctm eval", description="Generate clips for a prompt set and score them.")
-    p.add_argument("--model", required=True, help="pipeline folder (model_index.json, vae/, student/ [, teacher/])")
+    p.add_argument("--model", required=True,
+                   help="a pipeline folder (model_index.json, vae/, student/ [, teacher/]) or a bundled model name")
     p.add_argument("--prompts", default="synthcaps-heldout",
                    help=f"{' | '.join(PROMPT_SETS)} | a SynthCaps manifest .csv | a text file (one prompt a line)")
     p.add_argument("--n", type=int, default=None, help="number of prompts (default 64 for the SynthCaps sets; "
@@ -80,8 +81,14 @@ def validate_args(args) -> None:
         raise CliError(f"--seed: expected >= 0, got {args.seed}")
     if not 1 <= args.batch_size <= 256:
         raise CliError(f"--batch-size: expected 1 <= batch-size <= 256, got {args.batch_size}")
-    if not (Path(args.model) / "model_index.json").is_file():
-        raise CliError(f"--model: {args.model!r} is not a pipeline folder (no model_index.json)")
+    from soundctm.pipeline import resolve_model
+
+    try:
+        args.model = resolve_model(args.model)
+    except FileNotFoundError as err:
+        raise CliError(f"--model: {err}") from None
+    if not (args.model / "model_index.json").is_file():
+        raise CliError(f"--model: {str(args.model)!r} is not a pipeline folder (no model_index.json)")
     if args.clap is not None and not Path(args.clap).is_dir():
         raise CliError(f"--clap: {args.clap!r} is not a local folder")
     if args.classifier is not None and not (Path(args.classifier) / "config.json").is_file():
