@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from soundctm.data.synthcaps_measure import JUDGED_ATTRIBUTES, judge_scored
 from soundctm.fileio import atomic_write_text, with_extension
+from soundctm.metrics.synthcaps_judge import JUDGED_ATTRIBUTES, judge_scored
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTRS = JUDGED_ATTRIBUTES
@@ -163,7 +163,7 @@ def evaluate_teacher(pipe, prompts, batch: int, per_clip: list, cache_dir: str |
 
 def attribute_counts(prompts) -> dict[str, int]:
     """How many prompts each attribute is judged on (the judge skips attributes a prompt does not set)."""
-    from soundctm.data.synthcaps_measure import prompted_attributes
+    from soundctm.metrics.synthcaps_judge import prompted_attributes
 
     counts = dict.fromkeys(ATTRS, 0)
     for _, attrs in prompts:

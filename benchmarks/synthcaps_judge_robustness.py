@@ -25,7 +25,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from soundctm.data.synthcaps import SynthCaps
-from soundctm.data.synthcaps_measure import judge
+from soundctm.metrics.synthcaps_judge import judge
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MEL = dict(sr=16000, n_fft=1024, hop_length=160, fmin=0.0, fmax=8000.0, power=1.0)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from soundctm.data.synthcaps import SynthCaps, write_split
-from soundctm.data.synthcaps_measure import judge_measurement, measure
+from soundctm.metrics.synthcaps_judge import judge_measurement, measure
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_S = 300.0

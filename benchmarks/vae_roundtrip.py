@@ -1,6 +1,6 @@
 """Does the audio front-end keep what captions talk about? wave → mel → [VAE latent → mel] → vocoder → wave.
 
-On held-out SynthCaps clips, each chain's output is measured with `soundctm.data.synthcaps_measure.measure` and
+On held-out SynthCaps clips, each chain's output is measured with `soundctm.metrics.synthcaps_judge.measure` and
 compared with the measurement of the original clip: pitch (f0 within 5 %), event count (exact), sweep
 direction, tonal-vs-noise (and the 3-way family). Also reported: mel L1 (VAE decode vs input mel, and the
 re-analysed output wave vs input mel), and `judge` accuracy against the ground-truth attributes for the
@@ -26,8 +26,8 @@ from soundctm.audio.mel import MelSpectrogram
 from soundctm.audio.vae import AudioVAE
 from soundctm.audio.vocoder import build_vocoder
 from soundctm.data.synthcaps import SynthCaps
-from soundctm.data.synthcaps_measure import Measurement, judge, measure
 from soundctm.fileio import with_extension
+from soundctm.metrics.synthcaps_judge import Measurement, judge, measure
 
 TARGET = 0.95
 PITCH_TOLERANCE = 0.05
@@ -161,7 +161,7 @@ def to_markdown(report: dict) -> str:
         "# VAE round trip on held-out SynthCaps clips",
         "",
         f"{s['n']} held-out clips (seed {s['seed']}), VAE `{s['vae']}`. Each column: fraction of clips whose measured "
-        f"attribute (synthcaps_measure.measure) in the output equals that of the original clip; pitch within "
+        f"attribute (synthcaps_judge.measure) in the output equals that of the original clip; pitch within "
         f"{s['pitch_tolerance']:.0%} of the original f0. Target: ≥ {s['target']:.0%} on pitch, count, sweep, "
         "tonal-vs-noise. `judge` = accuracy against the ground-truth attributes "
         f"(original clips: {report['judge_accuracy_original']:.1%}).",

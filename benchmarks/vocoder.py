@@ -46,7 +46,7 @@ def run(n: int, iters: tuple[int, ...], inits: tuple[str, ...], seed: int = 0) -
     from soundctm.audio.mel import MelSpectrogram
     from soundctm.audio.vocoder import GriffinLimVocoder
     from soundctm.data.synthcaps import make_clip
-    from soundctm.data.synthcaps_measure import judge
+    from soundctm.metrics.synthcaps_judge import judge
 
     clips = [make_clip(seed, "heldout", i) for i in range(n)]
     mel_fn = MelSpectrogram()

@@ -5,7 +5,6 @@ import pytest
 from pipeline_utils import make_pipeline
 
 from soundctm.data.synthcaps import VOCABULARY, heldout_prompts
-from soundctm.data.synthcaps_measure import judge_measurement, measure
 from soundctm.metrics.cli import main
 from soundctm.metrics.synthcaps_classifier import (
     HEADS,
@@ -26,6 +25,7 @@ from soundctm.metrics.synthcaps_eval import (
     preview_fidelity,
     verdict_agreement,
 )
+from soundctm.metrics.synthcaps_judge import judge_measurement, measure
 
 SMALL = SynthCapsClassifierConfig(channels=(4, 8), embedding_dim=16)
 

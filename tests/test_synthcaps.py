@@ -14,14 +14,14 @@ from soundctm.data.synthcaps_captions import (
     PITCH_WORDS,
     SWEEP_PHRASES,
 )
-from soundctm.data.synthcaps_measure import (
+from soundctm.data.synthcaps_sounds import level_db
+from soundctm.metrics.synthcaps_judge import (
     LOUDNESS_THRESHOLD_DB,
     PITCH_BOUNDS_HZ,
     SOURCE_FAMILY,
     judge,
     judge_measurement,
     judge_scored,
-    level_db,
     measure,
     prompted_attributes,
 )

@@ -2,7 +2,7 @@
 
 A clip is fully described by an attribute dict (schema in `VOCABULARY` and `sample_attributes`); `synthesize`
 renders it (soundctm.data.synthcaps_sounds), `make_caption` describes it (soundctm.data.synthcaps_captions)
-and `soundctm.data.synthcaps_measure.judge` checks audio against it. Everything is deterministic by
+and `soundctm.metrics.synthcaps_judge.judge` checks audio against it. Everything is deterministic by
 (seed, split, index). Splits: `train`; `heldout` (same distribution, other seeds); `heldout_combo` (attribute
 combinations listed in HELDOUT_COMBOS, never produced for train/heldout).
 

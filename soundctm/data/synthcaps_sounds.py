@@ -12,12 +12,12 @@ from collections.abc import Callable
 import numpy as np
 from scipy.signal import butter, fftconvolve, lfilter
 
-from soundctm.data.synthcaps_measure import level_db
-
 SECOND_SOURCE_REL_DB = -20.0  # a second ("X and Y") source sits this far below the main one
 BACKGROUND_REL_DB = -25.0  # background noise level relative to the main source
 REVERB_WET_GAIN = 0.4  # wet / dry amplitude of the hall reverberation
 EDGE_RAMP_S = 0.01
+FRAME_S = 0.064  # a clip's level is that of its loudest frame of this length (the judge's analysis window) ...
+HOP_S = 0.016  # ... taken every this many seconds (the judge's analysis hop)
 
 
 def raised_cosine_envelope(n: int, sr: int, ramp_s: float = EDGE_RAMP_S) -> np.ndarray:
@@ -189,6 +189,27 @@ def fade_gain(direction: str, n: int) -> np.ndarray:
 def background_noise(n: int, rng: np.random.Generator) -> np.ndarray:
     """Soft pinkish background noise (white noise through a one-pole low-pass)."""
     return lfilter([0.2], [1.0, -0.8], rng.standard_normal(n))
+
+
+# ---- levels: what `level_db` in a clip's attributes means (soundctm.metrics.synthcaps_judge reads it back)
+
+def analysis_sizes(sr: int) -> tuple[int, int]:
+    """(window, hop) in samples for a sample rate."""
+    return int(round(FRAME_S * sr)), int(round(HOP_S * sr))
+
+
+def frame_levels_db(wave: np.ndarray, sr: int) -> np.ndarray:
+    """Short-time RMS level per frame (the judge's frames too), 10 log10 mean(x^2): [T] -> [n_frames]."""
+    frame, hop = analysis_sizes(sr)
+    padded = np.pad(np.asarray(wave, dtype=np.float64) ** 2, (frame // 2, frame // 2))
+    csum = np.concatenate([[0.0], np.cumsum(padded)])
+    starts = np.arange(0, len(padded) - frame + 1, hop)
+    return 10 * np.log10(np.maximum(csum[starts + frame] - csum[starts], 0.0) / frame + 1e-12)
+
+
+def level_db(wave: np.ndarray, sr: int) -> float:
+    """Level of a clip: the loudest 64-ms frame RMS in dBFS."""
+    return float(frame_levels_db(wave, sr).max())
 
 
 def scale_to_level(wave: np.ndarray, sr: int, target_db: float) -> np.ndarray:

@@ -3,7 +3,7 @@
 - ``fd_synth``: Fréchet distance between the SynthCaps classifier embeddings of generated clips and of real clips
   of the same prompts (the SynthCaps clip each held-out prompt describes), ``soundctm.metrics.frechet``;
 - ``attr``: how often the classifier reads back each attribute the prompt implies (``applicable_attributes``);
-- ``judge``: how often the signal measurements (``soundctm.data.synthcaps_measure.judge``) agree with the prompt;
+- ``judge``: how often the signal measurements (``soundctm.metrics.synthcaps_judge.judge``) agree with the prompt;
 - ``kl`` / ``is``: paired KL between the classifier's ``source`` posteriors of the real and generated clip, and the
   Inception Score of the generated clips' ``source`` posteriors (``soundctm.metrics.scores``);
 - ``preview_fidelity``: how much of a 1-step result's content the N-step result from the same noise keeps
@@ -182,8 +182,8 @@ def accuracy_of_verdicts(verdicts: Sequence[dict[str, bool]], keys: Sequence[str
 
 
 def judge_verdicts(waveforms: np.ndarray, sample_rate: int, attrs: Sequence[dict]) -> list[dict[str, bool]]:
-    """``synthcaps_measure.judge`` of every clip ``[N, T]`` against its prompt's attributes."""
-    from soundctm.data.synthcaps_measure import judge
+    """``synthcaps_judge.judge`` of every clip ``[N, T]`` against its prompt's attributes."""
+    from soundctm.metrics.synthcaps_judge import judge
 
     return [judge(w, sample_rate, a) for w, a in zip(waveforms, attrs)]
 

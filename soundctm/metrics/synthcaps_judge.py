@@ -1,4 +1,4 @@
-"""Measure a waveform and judge it against SynthCaps attributes.
+"""The SynthCaps judge: measure a waveform with plain signal processing and judge it against SynthCaps attributes.
 
 Everything is computed from one short-time analysis (64 ms Hann frames, 16 ms hop): a level envelope, power
 spectra, 64 mel-band energies and a per-frame dominant frequency. The estimators are deliberately coarse
@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-FRAME_S = 0.064  # analysis window
-HOP_S = 0.016  # analysis hop
+from soundctm.data.synthcaps_sounds import analysis_sizes, frame_levels_db
+
 PITCH_BOUNDS_HZ = (310.0, 880.0)  # low | medium | high (generator ranges 130-240, 400-700, 1100-2600 Hz)
 JUDGED_ATTRIBUTES = ("family", "pitch", "count", "sweep", "loudness")  # what the audio judge scores (not fade)
 LOUDNESS_THRESHOLD_DB = -31.0  # quiet | loud (generator levels -42..-38 and -24..-20 dBFS)
@@ -78,25 +78,6 @@ def frame_signal(wave: np.ndarray, frame: int, hop: int) -> np.ndarray:
     """Zero-padded frames of a 1-D signal (a strided view): [T] -> [n_frames, frame], frame i centred at i*hop."""
     padded = np.pad(np.asarray(wave, dtype=np.float64), (frame // 2, frame // 2))
     return np.lib.stride_tricks.sliding_window_view(padded, frame)[::hop]
-
-
-def analysis_sizes(sr: int) -> tuple[int, int]:
-    """(window, hop) in samples for a sample rate."""
-    return int(round(FRAME_S * sr)), int(round(HOP_S * sr))
-
-
-def frame_levels_db(wave: np.ndarray, sr: int) -> np.ndarray:
-    """Short-time RMS level per frame (same frames as `power_spectra`), 10 log10 mean(x^2): [T] -> [n_frames]."""
-    frame, hop = analysis_sizes(sr)
-    padded = np.pad(np.asarray(wave, dtype=np.float64) ** 2, (frame // 2, frame // 2))
-    csum = np.concatenate([[0.0], np.cumsum(padded)])
-    starts = np.arange(0, len(padded) - frame + 1, hop)
-    return 10 * np.log10(np.maximum(csum[starts + frame] - csum[starts], 0.0) / frame + EPS)
-
-
-def level_db(wave: np.ndarray, sr: int) -> float:
-    """Level of a clip: the loudest 64-ms frame RMS in dBFS."""
-    return float(frame_levels_db(wave, sr).max())
 
 
 def power_spectra(wave: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
