@@ -29,6 +29,7 @@ from soundctm.core.guidance import classifier_free_guidance
 from soundctm.core.losses import adaptive_weight, ctm_loss, dsm_loss, feature_distance
 from soundctm.core.precond import CTMPrecond, EDMDenoiser
 from soundctm.core.samplers import sample_ctm, sample_ode
+from soundctm.core.utils import rand, randn
 from soundctm.data.digits import DigitsConfig, load_digit_split
 from soundctm.metrics.digits import DigitClassifier, classifier_feature_maps
 from soundctm.nn.image import ImageUNet, ImageUNetConfig
@@ -114,19 +115,13 @@ def drop_labels(labels: torch.Tensor, p: float, null: int, rng: torch.Generator)
     """Replace each label by the null label ``null`` with probability p (CFG training)."""
     if p == 0:
         return labels
-    drop = torch.rand(labels.shape, generator=rng, device=labels.device) < p
+    drop = rand(labels.shape, rng, labels.device) < p
     return torch.where(drop, torch.full_like(labels, null), labels)
 
 
 def last_layer_weight(net) -> torch.nn.Parameter:
     """The output conv weight of a (possibly DDP-wrapped) `ImageUNet` (where the adaptive weight is measured)."""
     return getattr(net, "module", net).conv_out.weight
-
-
-def cpu_generator(rng: torch.Generator) -> torch.Generator:
-    """A CPU generator seeded from ``rng`` (the core's index sampling draws on the CPU)."""
-    seed = int(torch.randint(0, 2**62, (1,), generator=rng, device=rng.device))
-    return torch.Generator().manual_seed(seed)
 
 
 # ---------------------------------------------------------------- losses
@@ -138,7 +133,7 @@ def make_teacher_loss(cfg: ImageRecipeConfig):
     def loss_fn(batch, models, step, rng):
         x0, labels = batch
         sigma = schedule.sample_lognormal(len(x0), diff.p_mean, diff.p_std, generator=rng, device=x0.device)
-        noise = torch.randn(x0.shape, generator=rng, device=x0.device)
+        noise = randn(x0.shape, rng, x0.device)
         D = EDMDenoiser(models["net"], cfg.model.sigma_data)
         labels = drop_labels(labels, diff.label_dropout, null, rng)
         return dsm_loss(D, x0, sigma, noise, cfg.model.sigma_data, labels=labels).mean(), {}
@@ -164,14 +159,13 @@ def make_ctm_loss(cfg: ImageRecipeConfig, classifier: DigitClassifier | None = N
         x0, labels = batch
         student, target = CTMPrecond(models["student"], sd), CTMPrecond(models[target_name], sd)
         teacher = teacher_denoiser(models["teacher"], ctm.guidance_scale)
-        noise = torch.randn(x0.shape, generator=rng, device=x0.device)
-        g = cpu_generator(rng)
+        noise = randn(x0.shape, rng, x0.device)
         out = ctm_loss(student, target, teacher, x0, grid.to(x0.device), distance=distance, match=ctm.match,
-                       max_k=ctm.max_k, noise=noise, generator=g, labels=labels)
+                       max_k=ctm.max_k, noise=noise, generator=rng, labels=labels)
         loss = out.loss.mean()
         logs = {"train/ctm": loss.detach()}
         if ctm.dsm_weight > 0:
-            sigma = schedule.sample_half_lognormal_half_grid(len(x0), grid.to(x0.device), generator=g)
+            sigma = schedule.sample_half_lognormal_half_grid(len(x0), grid.to(x0.device), generator=rng)
             dsm = dsm_loss(student.denoiser(), x0, sigma, sigma_data=sd, labels=labels).mean()
             w = adaptive_weight(loss, dsm, last_layer_weight(models["student"]))
             loss = loss + ctm.dsm_weight * w * dsm

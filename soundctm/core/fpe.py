@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from soundctm.core.utils import append_dims, as_sigma
+from soundctm.core.utils import append_dims, as_sigma, randint, randn
 
 ScoreFn = Callable[..., torch.Tensor]
 
@@ -50,13 +50,13 @@ def denoiser_score(D) -> ScoreFn:
 
 def rademacher_probes(x: torch.Tensor, n: int, generator=None) -> torch.Tensor:
     """n probes ``[n, B, ...]`` with i.i.d. ±1 entries."""
-    v = torch.randint(0, 2, (n, *x.shape), generator=generator, device=x.device)
+    v = randint(0, 2, (n, *x.shape), generator, x.device)
     return (2 * v - 1).to(x.dtype)
 
 
 def gaussian_probes(x: torch.Tensor, n: int, generator=None) -> torch.Tensor:
     """n probes ``[n, B, ...]`` with i.i.d. N(0, 1) entries."""
-    return torch.randn((n, *x.shape), generator=generator, device=x.device, dtype=x.dtype)
+    return randn((n, *x.shape), generator, x.device, x.dtype)
 
 
 PROBES = {"rademacher": rademacher_probes, "gaussian": gaussian_probes}

@@ -20,6 +20,7 @@ import torch
 
 from soundctm.core.fpe import make_probes, trace_of_jacobian
 from soundctm.core.schedule import SIGMA_MAX, SIGMA_MIN
+from soundctm.core.utils import rand
 
 # Dormand & Prince (1980) RK5(4) tableau: nodes c, stages a, 5th-order weights b5, 4th-order weights b4.
 _DP_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
@@ -175,7 +176,7 @@ def dequantize(x_int: torch.Tensor, n_bins: int = 256, generator=None) -> torch.
         raise ValueError(f"n_bins must be >= 2, got {n_bins}")
     if x_int.min() < 0 or x_int.max() > n_bins - 1:
         raise ValueError(f"x_int must lie in [0, {n_bins - 1}]")
-    u = torch.rand(x_int.shape, generator=generator, device=x_int.device)
+    u = rand(x_int.shape, generator, x_int.device)
     return 2 * (x_int.float() + u) / n_bins - 1
 
 

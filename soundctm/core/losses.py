@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from soundctm.core.precond import edm_loss_weight
 from soundctm.core.solvers import solve
-from soundctm.core.utils import append_dims
+from soundctm.core.utils import append_dims, multinomial, rand, randint
 
 
 def _mean_per_sample(v: torch.Tensor) -> torch.Tensor:
@@ -85,18 +85,19 @@ def sample_k(k_max: torch.Tensor, weighting: str = "linear", generator=None) -> 
     ks = torch.arange(1, int(k_max.max()) + 1, device=k_max.device, dtype=torch.float64)
     w = ks[None].expand(len(k_max), -1) if weighting == "linear" else torch.ones_like(ks)[None].expand(len(k_max), -1)
     w = torch.where(ks[None] <= k_max[:, None], w, torch.zeros_like(w))
-    return torch.multinomial(w, 1, generator=generator).squeeze(1) + 1
+    return multinomial(w, 1, generator=generator, device=k_max.device).squeeze(1) + 1
 
 
 def sample_ctm_times(batch: int, grid: torch.Tensor, max_k: int | None = None, k_weighting: str = "linear",
                      generator=None) -> CTMTimes:
-    """t = t_n (n uniform on 0..N−2), u = t_{n+k} (k ≤ min(max_k, N−1−n)), s = t_m (m uniform on n+k..N−1)."""
+    """t = t_n (n uniform on 0..N−2), u = t_{n+k} (k ≤ min(max_k, N−1−n)), s = t_m (m uniform on n+k..N−1).
+    Drawn on the generator's device (the CPU without one), placed on the grid's."""
     N = len(grid)
-    n = torch.randint(0, N - 1, (batch,), generator=generator)
+    n = randint(0, N - 1, (batch,), generator)
     k_cap = torch.full_like(n, N - 1 if max_k is None else max_k)
     k = sample_k(torch.minimum(k_cap, N - 1 - n), k_weighting, generator)
     lo = n + k
-    m = lo + (torch.rand(batch, generator=generator, dtype=torch.float64) * (N - lo)).long().clamp(max=N - 1 - lo)
+    m = lo + (rand(batch, generator, dtype=torch.float64) * (N - lo)).long().clamp(max=N - 1 - lo)
     dev = grid.device
     n, k, m = n.to(dev), k.to(dev), m.to(dev)
     return CTMTimes(n=n, k=k, m=m, t=grid[n], u=grid[n + k], s=grid[m])

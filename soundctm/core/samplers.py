@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from soundctm.core.solvers import solve_path
-from soundctm.core.utils import as_sigma
+from soundctm.core.utils import as_sigma, randn
 
 
 def sample_ode(D, x: torch.Tensor, sigmas: torch.Tensor, method: str = "heun", callback=None,
@@ -28,7 +28,8 @@ def sample_ctm(G, x: torch.Tensor, sigmas: torch.Tensor, gamma: float = 0.0, gen
 
     Each step jumps from t_i to s = √(1−γ²)·t_{i+1} and re-noises to t_{i+1} with fresh noise of std
     √(t_{i+1}² − s²); the last step jumps straight to t_n. γ = 0 is deterministic (no noise is drawn after x_T),
-    γ = 1 is consistency-model multistep sampling. ``x`` is x_T = T·z.
+    γ = 1 is consistency-model multistep sampling. ``x`` is x_T = T·z. The noise is drawn on ``generator``'s device
+    and moved to x's, so a CPU generator gives the same samples on every device.
     """
     if not 0.0 <= gamma <= 1.0:
         raise ValueError(f"gamma must be in [0, 1], got {gamma}")
@@ -41,7 +42,7 @@ def sample_ctm(G, x: torch.Tensor, sigmas: torch.Tensor, gamma: float = 0.0, gen
         x = G(x, as_sigma(t, x), as_sigma(s, x), **cond)
         noise_std = float((t_next**2 - s**2).clamp(min=0).sqrt())
         if noise_std > 0:
-            x = x + noise_std * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            x = x + noise_std * randn(x.shape, generator, x.device, x.dtype)
         if callback is not None:
             callback({"i": i, "x": x, "t": t, "s": s, "t_next": t_next})
     return x

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from soundctm.core.utils import randint, randn
+
 SIGMA_MIN = 0.002
 SIGMA_MAX = 80.0
 RHO = 7.0
@@ -50,13 +52,13 @@ def interpolate_sigmas(t: torch.Tensor, u: torch.Tensor, n_steps: int, rho: floa
 
 def sample_lognormal(n: int, p_mean: float = -1.2, p_std: float = 1.2, generator=None, device=None) -> torch.Tensor:
     """EDM training density: ln σ ~ N(P_mean, P_std²)."""
-    z = torch.randn(n, generator=generator, device=device)
+    z = randn(n, generator, device)
     return (p_mean + p_std * z).exp()
 
 
 def sample_grid_uniform(n: int, grid: torch.Tensor, generator=None) -> torch.Tensor:
     """σ drawn uniformly from the points of a discrete grid."""
-    idx = torch.randint(0, len(grid), (n,), generator=generator, device=grid.device)
+    idx = randint(0, len(grid), (n,), generator, grid.device)
     return grid[idx]
 
 
