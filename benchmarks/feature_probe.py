@@ -143,13 +143,11 @@ def main(argv=None) -> int:
     if args.online_sigma <= 0 or not set(heads) <= {"conv", "stats"}:
         p.error(f"--online-sigma must be > 0 and --online-heads from conv, stats, got {args.online_sigma}, "
                 f"{args.online_heads!r}")
-    sys.path.insert(0, str(ROOT / "recipes"))
-    from teacher_pairs import load_pairs
-    from train_soundctm import CTMConfig, path_states, teacher_features
-
     from soundctm.core.precond import CTMPrecond
     from soundctm.data.cache import LatentCacheDataset
+    from soundctm.data.teacher_pairs import load_pairs
     from soundctm.nn.unet import TextUNet, TwoTimeTextUNet
+    from soundctm.train.ctm_terms import CTMConfig, path_states, teacher_features
 
     torch.manual_seed(args.seed)
     data = LatentCacheDataset(args.cache_dir)

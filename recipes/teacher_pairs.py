@@ -29,28 +29,13 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from soundctm.core import samplers, schedule
 from soundctm.data.cache import LatentCacheDataset
-from soundctm.fileio import atomic_path
+from soundctm.data.teacher_pairs import KEYS, load_pairs, save_pairs
 from soundctm.nn.unet import TextUNet
 from soundctm.train.tasks import guided_teacher
-
-KEYS = ("x_T", "x0", "omega", "caption_index")
-PATH_KEYS = ("path", "path_sigma")
-
-
-def load_pairs(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """The pairs file as tensors ``x_T [N, ...]``, ``x0 [N, ...]``, ``omega [N]``, ``caption_index [N]``."""
-    pairs = load_file(str(path))
-    missing = [k for k in KEYS if k not in pairs]
-    if missing:
-        raise ValueError(f"pairs file {str(path)!r} lacks {missing}: not written by teacher_pairs.py")
-    if ("path" in pairs) != ("path_sigma" in pairs):
-        raise ValueError(f"pairs file {str(path)!r} has only one of {PATH_KEYS}")
-    return pairs
 
 
 def path_grid(steps: int, path_steps: int, sigma_min: float, sigma_max: float) -> tuple[list[int], torch.Tensor]:
@@ -80,12 +65,6 @@ def solve_batch(teacher, data: LatentCacheDataset, caption_index: torch.Tensor, 
     x0 = samplers.sample_ode(D, x_T, sig, "heun", callback=keep_state, omega=omega,
                              tokens=data.text.tokens[caption_index], mask=data.text.mask[caption_index])
     return x0, (torch.stack([kept[i] for i in keep], 1) if keep else None)
-
-
-def save_pairs(pairs: dict[str, torch.Tensor], out: str | os.PathLike, metadata: dict[str, str]) -> None:
-    """Write a pairs file atomically (a temporary file renamed over ``out``)."""
-    with atomic_path(out) as tmp:
-        save_file({k: v.contiguous() for k, v in pairs.items()}, str(tmp), metadata=metadata)
 
 
 def merge_pairs(paths: list[str | os.PathLike], out: str | os.PathLike) -> int:
@@ -123,7 +102,7 @@ def eligible_samples(data: LatentCacheDataset, wanted: tuple[str, ...]) -> torch
     ``wanted`` is empty): ``--attributes`` spends the teacher's solves on the captions it misses most."""
     if not wanted:
         return torch.arange(len(data))
-    from soundctm.data.synthcaps_measure import JUDGED_ATTRIBUTES, prompted_attributes
+    from soundctm.metrics.synthcaps_judge import JUDGED_ATTRIBUTES, prompted_attributes
 
     bad = sorted(set(wanted) - set(JUDGED_ATTRIBUTES))
     if bad:
@@ -142,7 +121,7 @@ def judge_pairs(pairs: dict[str, torch.Tensor], attributes: dict[int, dict], dec
                 batch: int = 64) -> tuple[torch.Tensor, dict[str, float], list[tuple[str, ...]]]:
     """Which pairs' x_0 pass every judged attribute of their caption (``decode``: latents → waveforms [B, T]); the
     pass rate per attribute over the pairs that prompt it; and per pair the attributes its caption prompts (sorted)."""
-    from soundctm.data.synthcaps_measure import JUDGED_ATTRIBUTES, judge_scored
+    from soundctm.metrics.synthcaps_judge import JUDGED_ATTRIBUTES, judge_scored
 
     keep, prompted, hits = [], [], {a: [] for a in JUDGED_ATTRIBUTES}
     captions = pairs["caption_index"].tolist()

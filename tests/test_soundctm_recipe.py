@@ -3,11 +3,13 @@ import math
 
 import pytest
 import torch
-from recipe_utils import load_recipe, tiny_cache
+from recipe_utils import tiny_cache
 
+from recipes import average_students as avg
+from recipes import teacher_pairs, train_soundctm
+from soundctm.nn.discriminator import FeatureDiscriminator
 from soundctm.nn.unet import UNET_PRESETS, TextUNet, TwoTimeTextUNet, UNetConfig
-
-train_soundctm = load_recipe("train_soundctm")
+from soundctm.train import ctm_terms
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +53,8 @@ def test_keep_judged_keeps_the_pairs_whose_x0_passes_its_captions_attributes(par
 
     from soundctm.data import synthcaps as sc
     from soundctm.data.cache import LatentCache, LatentCacheDataset, TextEmbedding
-    from soundctm.data.synthcaps_measure import JUDGED_ATTRIBUTES, judge_scored
+    from soundctm.metrics.synthcaps_judge import JUDGED_ATTRIBUTES, judge_scored
 
-    teacher_pairs = load_recipe("teacher_pairs")
     clips = [sc.make_clip(11, "train", i) for i in range(8)]
     n = len(clips)
     attrs = {k: [c[2][k] for c in clips] for k in clips[0][2]}
@@ -103,7 +104,6 @@ def test_balance_rows_restores_each_groups_share_of_the_pairs():
     """balance_rows: a group passing at half the best group's rate has its kept rows twice, one at a quarter four
     times, one at a tenth also four (the cap); a group with no kept row stays out; rows are kept rows only, in order;
     keep_rows takes the indices (repeats included)."""
-    teacher_pairs = load_recipe("teacher_pairs")
     groups = ["a"] * 4 + ["b"] * 4 + ["c"] * 8 + ["d"] * 10 + ["e"] * 2
     keep = torch.tensor([1, 1, 1, 1] + [1, 0, 1, 0] + [0, 1, 0, 0, 0, 0, 1, 0] + [0] * 9 + [1] + [0, 0],
                         dtype=torch.bool)
@@ -128,7 +128,7 @@ def test_bad_arguments_exit_2(parts, capsys):
 def test_teacher_feature_distance_is_zero_for_identical_inputs_and_differentiable(parts):
     root, _ = parts
     teacher = TextUNet.from_pretrained(root / "teacher").eval().requires_grad_(False)
-    feats = train_soundctm.teacher_features(teacher, 0.5)
+    feats = ctm_terms.teacher_features(teacher, 0.5)
     x = torch.randn(2, 4, 8, 12, requires_grad=True)
     tokens, mask = torch.randn(2, 5, 16), torch.ones(2, 5, dtype=torch.bool)
     sigma = torch.full((2,), 0.002)
@@ -146,7 +146,6 @@ def test_teacher_pairs_resume_and_the_one_step_term_pulls_the_jump_to_them(parts
     """teacher_pairs.py continues an interrupted file with the same draws; the ctm.pairs term, alone (CTM and DSM
     weights off), brings G(x_T, T, σ_min) nearer the teacher's ODE solutions than the untrained student."""
     root, cache = parts
-    teacher_pairs = load_recipe("teacher_pairs")
     args = ["--teacher", str(root / "teacher"), "--cache-dir", str(cache), "--steps", "3", "--batch", "3"]
     assert teacher_pairs.main([*args, "--out", str(tmp_path / "a.safetensors"), "--n", "8"]) == 0
     assert teacher_pairs.main([*args, "--out", str(tmp_path / "b.safetensors"), "--n", "3"]) == 0
@@ -200,7 +199,6 @@ def test_teacher_pairs_attributes_draws_only_the_captions_that_prompt_them(parts
     from soundctm.data.cache import LatentCacheDataset
 
     root, cache = parts
-    teacher_pairs = load_recipe("teacher_pairs")
     n = 16
     caption = [i % 3 + 1 for i in range(n)]  # tiny_cache's caption of sample i
     attrs = {"source": ["rain"] * n, "pitch": [None] * n, "second_source": [None] * n,
@@ -256,7 +254,6 @@ def test_teacher_pairs_path_keeps_the_states_of_the_same_solve_on_the_sampler_gr
     solving the same ODE only as far as each σ; files with and without a path do not merge; a grid that does not
     divide steps − 1 exits 2."""
     root, cache = parts
-    teacher_pairs = load_recipe("teacher_pairs")
     args = ["--teacher", str(root / "teacher"), "--cache-dir", str(cache), "--steps", "5", "--batch", "3"]
     assert teacher_pairs.main([*args, "--out", str(tmp_path / "p.safetensors"), "--n", "2", "--path", "4"]) == 0
     assert teacher_pairs.main([*args, "--out", str(tmp_path / "p.safetensors"), "--n", "4", "--path", "4"]) == 0
@@ -296,13 +293,13 @@ def test_draw_jumps_are_consecutive_jumps_of_the_chosen_sampler_grids():
     """Every drawn jump is one step of an m-step grid with m in steps, all of them occur, and (1,) is x_T → x_0
     without using the generator."""
     g = torch.Generator().manual_seed(0)
-    a, b = train_soundctm.draw_jumps(4000, (1, 2, 4), 8, g)
+    a, b = ctm_terms.draw_jumps(4000, (1, 2, 4), 8, g)
     seen = {(int(x), int(y)) for x, y in zip(a, b)}
     want = {(0, 8), (0, 4), (4, 8), (0, 2), (2, 4), (4, 6), (6, 8)}
     assert seen == want
     assert (b - a == 8).float().mean().item() == pytest.approx(1 / 3, abs=0.04)
     state = g.get_state()
-    a1, b1 = train_soundctm.draw_jumps(5, (1,), 8, g)
+    a1, b1 = ctm_terms.draw_jumps(5, (1,), 8, g)
     assert torch.equal(g.get_state(), state) and a1.eq(0).all() and b1.eq(8).all()
 
 
@@ -310,7 +307,6 @@ def path_file(parts, tmp_path):
     """8 teacher trajectories of the tiny teacher with their states on the 4-step grid: (teacher_pairs recipe, its
     common arguments, the file, its contents, the cache's text)."""
     root, cache = parts
-    teacher_pairs = load_recipe("teacher_pairs")
     args = ["--teacher", str(root / "teacher"), "--cache-dir", str(cache), "--steps", "5", "--batch", "4"]
     f = tmp_path / "p.safetensors"
     assert teacher_pairs.main([*args, "--out", str(f), "--n", "8", "--path", "4"]) == 0
@@ -390,7 +386,7 @@ def test_rollout_term_pulls_the_whole_sampler_output_to_the_teacher_solution(par
     from soundctm.core import schedule
 
     # the term's σ (every 2nd point of the file's 4-step grid) are the pipeline's 2-step grid
-    _, grid = train_soundctm.path_states(p, train_soundctm.CTMConfig(pairs_steps=(2,)))
+    _, grid = ctm_terms.path_states(p, ctm_terms.CTMConfig(pairs_steps=(2,)))
     assert torch.allclose(grid[::2], schedule.karras_sigmas(3, 0.002, 80.0), rtol=1e-5)
 
     def sampler_error(student_dir):
@@ -430,12 +426,12 @@ def test_envelope_term_pulls_the_decoded_loudness_contour_to_the_teacher_solutio
     clip = 23 * mel.hop_length  # 24 frames: the latents' 12 time steps, decoded 2× up
     (with_vae / "index.json").write_text(json.dumps({**index, "vae": str(tmp_path / "vae"), "mel": mel.to_dict(),
                                                      "clip_samples": clip}))
-    levels = train_soundctm.decoded_levels(vae, mel.n_frames(clip), mel.power)
+    levels = ctm_terms.decoded_levels(vae, mel.n_frames(clip), mel.power)
 
     def envelope_error(student_dir):
         with torch.no_grad():
             out = two_step_output(student_dir, p, text)
-            return train_soundctm.envelope_distance(levels(out), levels(p["x0"])).mean().item()
+            return ctm_terms.envelope_distance(levels(out), levels(p["x0"])).mean().item()
 
     common = [*rollout_args(f), "ctm.rollout_weight=1"]
     assert run(root, with_vae, "env0", *common) == 0
@@ -460,7 +456,7 @@ def test_envelope_distance_reads_level_differences_above_the_floor():
     target = torch.tensor([[0.0, -20.0, -100.0, -100.0]])
     levels = torch.tensor([[-5.0, -10.0, -70.0, -55.0]])
     # |−5 − 0|, |−10 + 20|, both floored at −60, |−55 + 60| → (5 + 10 + 0 + 5) / 4 / 10
-    assert torch.allclose(train_soundctm.envelope_distance(levels, target), torch.tensor([0.5]))
+    assert torch.allclose(ctm_terms.envelope_distance(levels, target), torch.tensor([0.5]))
     mag = torch.tensor([[[1.0, 0.1], [3.0, 0.2]]])  # [B, n_mels, F]
     want = 10 * torch.log10((mag**2).sum(1))
     assert torch.allclose(mel_frame_levels_db(torch.log(mag)), want, atol=1e-5)
@@ -472,7 +468,6 @@ def test_average_students_is_the_elementwise_mean_and_refuses_other_architecture
     2b − a; weights of the wrong count, not summing to 1 or not finite, a student of another architecture or a
     folder without config.json exit 2."""
     root, _ = parts
-    avg = load_recipe("average_students")
     teacher = TextUNet.from_pretrained(root / "teacher")
     a, b = TwoTimeTextUNet.from_teacher(teacher), TwoTimeTextUNet.from_teacher(teacher)
     with torch.no_grad():
@@ -509,7 +504,6 @@ def test_gan_on_trajectory_jumps_reaches_the_student_and_checks_its_arguments(pa
     at noised features (gan.sigma_range); its generator term changes the student (weight 1 vs 0, same draws) and
     both losses are logged finite; a pairs source without a pairs file, an unknown source or a bad σ_D range exit 2."""
     root, cache = parts
-    teacher_pairs = load_recipe("teacher_pairs")
     pairs = tmp_path / "p.safetensors"
     assert teacher_pairs.main(["--teacher", str(root / "teacher"), "--cache-dir", str(cache), "--steps", "5",
                                "--batch", "4", "--path", "4", "--n", "4", "--out", str(pairs)]) == 0
@@ -537,23 +531,23 @@ def test_gan_reals_from_the_teacher_are_the_fakes_own_trajectory_solutions(parts
     with their captions; during gan.disc_warmup the generator term is not computed (no gan_g logged)."""
     root, _ = parts
     _, _, _, p, text = path_file(parts, tmp_path)
-    gan = train_soundctm.GANConfig(enabled=True, source="pairs", real="teacher", head="stats", batch=4,
+    gan = ctm_terms.GANConfig(enabled=True, source="pairs", real="teacher", head="stats", batch=4,
                                    sigma_range=(1e-9, 1e-9), disc_warmup=5)
-    cfg = train_soundctm.SoundCTMRecipeConfig(gan=gan, ctm=train_soundctm.CTMConfig(pairs_steps=(1, 2, 4)))
-    states, grid = train_soundctm.path_states(p, cfg.ctm)
-    pairs = {"states": states, "grid": grid, "omega": p["omega"], "caption_index": p["caption_index"]}
+    ctm = ctm_terms.CTMConfig(pairs_steps=(1, 2, 4))
+    states, grid = ctm_terms.path_states(p, ctm)
+    tr = ctm_terms.Trajectories(states, grid, p["omega"], p["caption_index"], text.tokens, text.mask)
     seen = []
 
     def features(x, sigma, tokens, mask):
         seen.append((x.detach().clone(), tokens.clone()))
         return [x.mean(1, keepdim=True)]
 
-    loss_fn = train_soundctm.with_gan(lambda *a: (torch.zeros(()), {}), features, cfg, 0.5, pairs, text)
+    term = ctm_terms.gan_term(gan, ctm, features, tr)
     teacher = TextUNet.from_pretrained(root / "teacher")
-    disc = train_soundctm.FeatureDiscriminator([1], 8, "stats")
+    disc = FeatureDiscriminator([1], 8, "stats")
     models = {"net": TwoTimeTextUNet.from_teacher(teacher), "disc": disc}
     batch = {"latent": torch.zeros(4, *states.shape[2:]), "tokens": text.tokens[:4], "mask": text.mask[:4]}
-    loss, logs = loss_fn(batch, models, 0, torch.Generator().manual_seed(0))
+    loss, logs = term(batch, models, 0, torch.Generator().manual_seed(0), torch.zeros(()))
     assert "train/gan_g" not in logs and 0.0 <= float(logs["train/gan_acc"]) <= 1.0 and torch.isfinite(loss)
     (real, real_tokens), (fake, fake_tokens) = seen
     ends = states[:, -1].flatten(1)
@@ -592,8 +586,8 @@ def test_gan_warmup_trains_only_the_discriminator_and_bad_gan_options_exit_2(par
 
 def test_draw_log_uniform_stays_in_its_range():
     rng = torch.Generator().manual_seed(0)
-    s = train_soundctm.draw_log_uniform(4000, 0.1, 10.0, rng, "cpu")
+    s = ctm_terms.draw_log_uniform(4000, 0.1, 10.0, rng, "cpu")
     assert s.min() >= 0.1 and s.max() <= 10.0
     # log-uniform: half the draws below the geometric mean 1.0
     assert abs((s < 1.0).float().mean().item() - 0.5) < 0.05
-    assert torch.equal(train_soundctm.draw_log_uniform(3, 0.002, 0.002, rng, "cpu"), torch.full((3,), 0.002))
+    assert torch.equal(ctm_terms.draw_log_uniform(3, 0.002, 0.002, rng, "cpu"), torch.full((3,), 0.002))

@@ -128,3 +128,18 @@ def test_architecture_mismatch_names_the_first_difference():
     b.noise_scale = 500.0
     assert "noise_scale 500.0" in architecture_mismatch(a, b)
     assert "only one of them" in architecture_mismatch(a, teacher)
+
+
+def test_feature_hooks_keep_nothing_outside_collect():
+    """The teacher-feature hooks record only inside collect: the teacher's other forwards (its guided solve inside the
+    CTM target) leave no features behind, and collect returns one map per down block and the mid block."""
+    net = TextUNet.from_config(UNET_PRESETS["debug"]).eval()
+    hooks = UNetFeatures(net.unet)
+    x, tokens = torch.randn(2, 4, 8, 12), torch.randn(2, 5, 16)
+    with torch.no_grad():
+        for _ in range(3):
+            net(x, torch.zeros(2), tokens)
+        assert not hooks.feats
+        feats = hooks.collect(lambda: net(x, torch.zeros(2), tokens))
+        net(x, torch.zeros(2), tokens)
+    assert len(feats) == len(net.unet.down_blocks) + 1 and not hooks.feats

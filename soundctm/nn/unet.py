@@ -185,22 +185,26 @@ def ddpm_alphas_cumprod(n: int = 1000, beta_start: float = 0.00085, beta_end: fl
 
 
 class UNetFeatures:
-    """Multi-level features of a frozen UNet (outputs of each down block and the mid block) via hooks."""
+    """Multi-level features of a frozen UNet (outputs of each down block and the mid block) via hooks. The hooks
+    record only inside ``collect``: other forwards of the same UNet (a teacher solve) keep nothing."""
 
     def __init__(self, unet: UNet2DConditionModel):
-        self.feats: list[torch.Tensor] = []
+        self.feats: list[torch.Tensor] | None = None  # a list only while collect runs
         for block in [*unet.down_blocks, unet.mid_block]:
             block.register_forward_hook(self._hook)
 
     def _hook(self, module, args, output):
-        self.feats.append(output[0] if isinstance(output, tuple) else output)
+        if self.feats is not None:
+            self.feats.append(output[0] if isinstance(output, tuple) else output)
 
     def collect(self, run) -> list[torch.Tensor]:
         """Run ``run()`` (a forward pass of the hooked UNet) and return the features it produced."""
         self.feats = []
-        run()
-        out, self.feats = self.feats, []
-        return out
+        try:
+            run()
+            return self.feats
+        finally:
+            self.feats = None
 
 
 # ---- save / load: config.json + model.safetensors ----
