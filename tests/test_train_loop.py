@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from recipes import train_toy_regression as toy
 from soundctm.train import TrainConfig, Trainer, ema_key, load_exported_weights
 from soundctm.train.data import ResumableBatchSampler
 from soundctm.train.ema import EMA, ema_update
@@ -22,8 +23,6 @@ from soundctm.train.optim import warmup_lr
 from soundctm.train.seeding import seed_micro_step, step_seed
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "recipes"))
-import train_toy_regression as toy  # noqa: E402
 
 SMALL = toy.ModelConfig(in_dim=4, hidden=16, depth=2, dropout=0.2)
 
@@ -247,19 +246,66 @@ def test_sample_fn_runs_in_eval_mode_at_its_steps(tmp_path):
     assert list((tmp_path / "logs" / "tensorboard").glob("events.out.tfevents.*"))
 
 
-def test_nan_loss_stops_and_existing_run_needs_resume(tmp_path):
+def test_nan_loss_stops_after_max_nonfinite_steps_and_existing_run_needs_resume(tmp_path):
     def nan_loss(batch, models, step, rng):
         return models["net"](batch[0]).sum() * float("nan"), {}
 
-    with Trainer(train_cfg(tmp_path / "nan", steps=4)) as trainer:
-        with pytest.raises(FloatingPointError, match="step 2"):
+    with Trainer(train_cfg(tmp_path / "nan", steps=4, max_nonfinite_steps=2)) as trainer:
+        with pytest.raises(FloatingPointError, match="2 non-finite steps in a row, the last at step 2"):
             trainer.fit({"net": toy.MLP(SMALL)}, nan_loss, toy.make_dataset(toy.DataConfig(40), 4))
+        assert all(torch.isfinite(p).all() for p in trainer.unwrapped("net").parameters())
     run_toy(train_cfg(tmp_path / "done", steps=4))
     with pytest.raises(ValueError, match="resume='latest'"):
         run_toy(train_cfg(tmp_path / "done", steps=8))
     with pytest.raises(ValueError, match="trainable"):
         with Trainer(train_cfg(tmp_path / "x")) as trainer:
             trainer.fit({"net": toy.MLP(SMALL)}, nan_loss, [], trainable=["student"])
+    with pytest.raises(ValueError, match="max_nonfinite_steps"):
+        train_cfg(tmp_path / "y", max_nonfinite_steps=0)
+
+
+def test_a_non_finite_step_is_skipped_counted_and_leaves_weights_and_ema_untouched(tmp_path):
+    """A NaN loss at step 3 (of 6) neither moves the weights nor the EMA; the run goes on, logs
+    train/skipped_steps = 1, and its checkpoints and export hold finite values only."""
+    base = toy.make_loss_fn(0.9, 0.01)
+    seen = []
+
+    def loss_fn(batch, models, step, rng):
+        seen.append((step, [p.detach().clone() for p in models["net"].parameters()],
+                     [p.detach().clone() for p in models["net_ema0.9"].parameters()]))
+        loss, logs = base(batch, models, step, rng)
+        return (loss * float("nan") if step == 2 else loss), logs
+
+    cfg = train_cfg(tmp_path, steps=6, grad_accum=1, ckpt_every=2, log_every=1)
+    with pytest.warns(UserWarning, match="step 3: non-finite"):
+        with Trainer(cfg) as trainer:
+            trainer.fit({"net": toy.MLP(SMALL)}, loss_fn, toy.make_dataset(toy.DataConfig(40), 4))
+            trainer.export(tmp_path / "model", "net")
+    before, after = seen[2], seen[3]  # the calls at steps 2 (the NaN step) and 3
+    assert all(torch.equal(a, b) for a, b in zip(before[1], after[1]))
+    assert all(torch.equal(a, b) for a, b in zip(before[2], after[2]))
+    assert not all(torch.equal(a, b) for a, b in zip(seen[3][1], seen[4][1]))  # later steps train again
+    rows = read_metrics(tmp_path / "logs")
+    assert [r.get("train/skipped_steps", 0) for r in rows] == [0, 0, 1, 1, 1, 1]
+    assert all(math.isfinite(r["train/loss"]) for r in rows if "train/loss" in r)
+    weights = load_file(tmp_path / "model" / "model.safetensors")
+    assert all(torch.isfinite(v).all() for v in weights.values())
+
+
+def test_a_checkpoint_or_export_holding_non_finite_weights_is_refused(tmp_path):
+    cfg = train_cfg(tmp_path, steps=2, grad_accum=1, ckpt_every=2)
+    with Trainer(cfg) as trainer:
+        trainer.fit({"net": toy.MLP(SMALL)}, toy.make_loss_fn(0.9, 0.01), toy.make_dataset(toy.DataConfig(40), 4))
+        kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+        with torch.no_grad():
+            next(trainer.unwrapped("net").parameters()).view(-1)[0] = float("nan")
+        trainer.step = 3
+        with pytest.raises(FloatingPointError, match="not writing a checkpoint at step 3: net"):
+            trainer.save_checkpoint()
+        assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == kept
+        with pytest.raises(FloatingPointError, match="an export"):
+            trainer.export(tmp_path / "model", "net", ema=False)
+        assert not (tmp_path / "model").exists()
 
 
 def test_bf16_autocasts_the_loss_and_keeps_fp32_weights(tmp_path):

@@ -97,9 +97,12 @@ class TrainConfig:
     find_unused_parameters: bool = False  # DDP option for models with unused branches
     tensorboard: bool = True
     progress: bool = True  # tqdm bar on the main process
+    # a step whose loss or gradient norm is not finite is skipped (no optimizer step, no EMA update; counted and
+    # logged as train/skipped_steps); this many such steps in a row stop the run (nothing non-finite is saved)
+    max_nonfinite_steps: int = 10
 
     def __post_init__(self):
-        _check_positive(self, "steps", "batch_size", "grad_accum", "ckpt_every", "log_every")
+        _check_positive(self, "steps", "batch_size", "grad_accum", "ckpt_every", "log_every", "max_nonfinite_steps")
         _check_non_negative(self, "warmup_steps", "keep_last", "sample_every", "num_workers", "weight_decay")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
@@ -222,6 +225,8 @@ class Trainer:
         self.step = 0  # optimizer steps done
         self.micro_step = 0  # micro-batches consumed (drives data order and RNG)
         self.last_checkpoint: Path | None = None
+        self.skipped_steps = 0  # non-finite steps skipped in the whole run (kept across resumes)
+        self.nonfinite_in_row = 0
 
     # ------------------------------------------------------------------ properties
 
@@ -279,11 +284,14 @@ class Trainer:
             lr = scheduled_lr(self.step, cfg.lr, cfg.warmup_steps, cfg.lr_decay, cfg.decay_start, cfg.steps,
                               cfg.lr_min)
             micro_batches = [self.next_batch(batches, meter) for _ in range(cfg.grad_accum)]
-            grad_norms = {group: self.optimize_group(group, phase, micro_batches, lr, window)
-                          for phase, group in enumerate(self.groups)}
+            stepped = {group: self.optimize_group(group, phase, micro_batches, lr, window)
+                       for phase, group in enumerate(self.groups)}
+            grad_norms = {group: norm for group, (norm, _) in stepped.items()}
             self.micro_step += cfg.grad_accum
-            self.ema.update({n: self.unwrapped(n) for n in self.ema_sources},
-                            step=self.step if cfg.ema_warmup else None)
+            if any(ok for _, ok in stepped.values()):
+                self.ema.update({n: self.unwrapped(n) for n in self.ema_sources},
+                                step=self.step if cfg.ema_warmup else None)
+            self.count_nonfinite(not all(ok for _, ok in stepped.values()))
             self.step += 1
             window.steps += 1
             meter.add_step(cfg.batch_size * cfg.grad_accum)
@@ -354,6 +362,7 @@ class Trainer:
         state, ema_state = load_checkpoint(self.accelerator, path)
         self.ema.load_state_dict(ema_state)
         self.step, self.micro_step = int(state["step"]), int(state["micro_step"])
+        self.skipped_steps = int(state.get("skipped_steps", 0))
         if state.get("batch_size") != cfg.batch_size and self.is_main:
             warnings.warn(f"resuming with batch_size={cfg.batch_size} from a checkpoint trained with "
                           f"{state.get('batch_size')}: data order is no longer that of an uninterrupted run",
@@ -375,25 +384,53 @@ class Trainer:
         return batch
 
     def optimize_group(self, group: str, phase: int, micro_batches: list[Any], lr: float,
-                       window: LogWindow) -> torch.Tensor:
+                       window: LogWindow) -> tuple[torch.Tensor, bool]:
         """One optimizer step of ``group``: accumulate its loss gradients over the micro-batches, clip, step,
-        clear all gradients. Returns the gradient norm before clipping."""
+        clear all gradients. A non-finite loss or gradient norm (on any process) skips the step and its logs.
+        Returns the gradient norm before clipping and whether the step was taken."""
         cfg, acc, optimizer = self.cfg, self.accelerator, self.optimizers[group]
         set_lr(optimizer, lr)
-        accum = len(micro_batches)
+        accum, logged = len(micro_batches), []
+        finite = torch.ones((), dtype=torch.bool, device=self.device)
         for micro, batch in enumerate(micro_batches):
             rng = seed_micro_step(cfg.seed, self.micro_step + micro, self.rank, self.device, phase)
             with self.grad_sync(micro == accum - 1):
                 with acc.autocast():
                     loss, logs = self.loss_fns[group](batch, self.models, self.step, rng)
                 acc.backward(loss / accum)
-            window.add({self.group_key("train/loss", group): loss, **logs}, 1.0 / accum)
+            finite &= torch.isfinite(loss.detach()).all()
+            logged.append({self.group_key("train/loss", group): loss, **logs})
         max_norm = cfg.grad_clip if cfg.grad_clip is not None else math.inf
         grad_norm = acc.clip_grad_norm_(self._group_params[group], max_norm)
-        optimizer.step()
+        if cfg.mixed_precision != "fp16":  # with fp16 the grad scaler skips inf gradients itself
+            finite &= torch.isfinite(torch.as_tensor(grad_norm, device=self.device))
+        ok = self.all_processes_agree(finite)
+        if ok:
+            optimizer.step()
+            for logs in logged:
+                window.add(logs, 1.0 / accum)
         for opt in self.optimizers.values():  # also drops gradients this loss leaked into other groups
             opt.zero_grad(set_to_none=True)
-        return grad_norm
+        return grad_norm, ok
+
+    def all_processes_agree(self, finite: torch.Tensor) -> bool:
+        """True when ``finite`` holds on every process (one small all-reduce with several processes)."""
+        if self.num_processes > 1:
+            return bool(self.accelerator.reduce((~finite).float(), reduction="sum") == 0)
+        return bool(finite)
+
+    def count_nonfinite(self, skipped: bool) -> None:
+        """Count a skipped step; stop after ``max_nonfinite_steps`` of them in a row."""
+        if not skipped:
+            self.nonfinite_in_row = 0
+            return
+        self.skipped_steps += 1
+        self.nonfinite_in_row += 1
+        if self.is_main:
+            warnings.warn(f"step {self.step + 1}: non-finite loss or gradients, step skipped", stacklevel=2)
+        if self.nonfinite_in_row >= self.cfg.max_nonfinite_steps:
+            raise FloatingPointError(f"{self.nonfinite_in_row} non-finite steps in a row, the last at step "
+                                     f"{self.step + 1} (train.max_nonfinite_steps = {self.cfg.max_nonfinite_steps})")
 
     def group_key(self, name: str, group: str) -> str:
         """``name`` for a single-group run, ``name/<group>`` with several optimizer groups."""
@@ -409,15 +446,15 @@ class Trainer:
 
     def log_scalars(self, window: LogWindow, meter: ThroughputMeter, lr: float,
                     grad_norms: dict[str, torch.Tensor], bar: tqdm) -> dict[str, float]:
-        """Reduce the window over processes, add lr/grad-norm/throughput, write them; stop on a NaN loss."""
+        """Reduce the window over processes (the steps taken), add lr/grad-norm/throughput and the count of skipped
+        non-finite steps, write them."""
         values = window.mean_over_processes(self.accelerator)
         values["train/lr"] = lr
         values.update({self.group_key("train/grad_norm", g): float(n) for g, n in grad_norms.items()})
         values.update(meter.report())
-        losses = {g: values[self.group_key("train/loss", g)] for g in self.groups}
-        for group, loss in losses.items():
-            if not math.isfinite(loss):
-                raise FloatingPointError(f"loss of group {group!r} is {loss} at step {self.step}")
+        if self.skipped_steps:
+            values["train/skipped_steps"] = self.skipped_steps
+        losses = {g: values.get(self.group_key("train/loss", g), math.nan) for g in self.groups}
         self.logger.scalars(self.step, values)
         shown = {self.group_key("loss", g): f"{v:.4g}" for g, v in losses.items()}
         bar.set_postfix(shown, data=f"{values['perf/data_wait_frac']:.1%}")
@@ -436,10 +473,13 @@ class Trainer:
             plain[name].train()
 
     def save_checkpoint(self, before_commit: Callable[[Path], None] | None = None) -> Path:
-        """Atomically write ``checkpoints/ckpt-<step>/`` (all processes must call this)."""
+        """Atomically write ``checkpoints/ckpt-<step>/`` (all processes must call this); refuses weights or EMA
+        holding non-finite values (the previous checkpoint stays the latest)."""
+        self.check_finite({**{n: self.unwrapped(n) for n in self.trainable}, **self.ema.modules()}, "a checkpoint")
         state = {
             "step": self.step,
             "micro_step": self.micro_step,
+            "skipped_steps": self.skipped_steps,
             "batch_size": self.cfg.batch_size,
             "num_processes": self.num_processes,
             "train_config": to_dict(self.cfg),
@@ -448,6 +488,14 @@ class Trainer:
         self.last_checkpoint = save_checkpoint(self.accelerator, self.ckpt_dir, self.step, self.ema.state_dict(),
                                                state, self.cfg.keep_last, before_commit)
         return self.last_checkpoint
+
+    def check_finite(self, modules: dict[str, nn.Module], what: str) -> None:
+        """Raise FloatingPointError naming the first tensor of ``modules`` that holds a NaN or inf."""
+        for name, module in modules.items():
+            for key, value in module.state_dict().items():
+                if value.is_floating_point() and not torch.isfinite(value).all():
+                    raise FloatingPointError(f"not writing {what} at step {self.step}: {name}.{key} holds "
+                                             f"non-finite values")
 
     # ------------------------------------------------------------------ after training
 
@@ -460,6 +508,7 @@ class Trainer:
         """
         name = self.default_model_name() if name is None else name
         module, weights = self.export_weights(name, ema)
+        self.check_finite({name: module}, "an export")
         provenance = build_provenance(self.run_config, data, {**self.logger.last, **(metrics or {})})
         provenance.update({"model": name, "weights": weights, "step": self.step,
                            "weights_sha256": state_digest(module.state_dict())})
