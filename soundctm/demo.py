@@ -374,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
         check_args(args)
         import torch
 
-        from soundctm.pipeline import SoundCTM, check_device
+        from soundctm.devices import check_device
+        from soundctm.pipeline import SoundCTM
 
         check_device(args.device, "--device")
         torch.set_num_threads(args.threads)

@@ -142,7 +142,8 @@ def progress_bar(args, total: int):
 
 def check_args(args) -> list[str]:
     """Every cheap check, before the model loads; returns the prompts."""
-    from soundctm.pipeline import check_device, check_generate_args, check_prompts, check_sigmas, resolve_model
+    from soundctm.devices import check_device
+    from soundctm.pipeline import check_generate_args, check_prompts, check_sigmas, resolve_model
 
     prompts = check_prompts(read_prompts(args))
     check_generate_args(args.steps, args.gamma, args.guidance, args.nu, args.num_samples, args.sampler, args.seed)

@@ -62,3 +62,16 @@ def test_every_command_reports_bad_options_in_one_line(capsys):
         assert main([name, "--no-such-option"]) == 2, name
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and f"soundctm {name}: error:" in err, (name, err)
+
+
+def test_cache_names_an_unavailable_device(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from soundctm.data import cache
+    from soundctm.pipeline import DEFAULT_MODEL
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    argv = ["--data", "synthcaps", "--vae", str(DEFAULT_MODEL / "vae"), "--out", str(tmp_path), "--device", "cuda"]
+    assert cache.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "soundctm cache: error: --device 'cuda' is not available on this machine; available: cpu"

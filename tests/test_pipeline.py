@@ -214,7 +214,7 @@ def test_bundled_models_load_by_name_from_any_folder(tmp_path, monkeypatch):
 
 
 def test_check_device_names_the_argument_and_what_is_available(monkeypatch):
-    from soundctm.pipeline import available_devices, check_device
+    from soundctm.devices import available_devices, check_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert available_devices()[0] == "cpu" and check_device("cpu") == torch.device("cpu")

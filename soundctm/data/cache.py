@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 from soundctm.audio.io import crop_or_pad
 from soundctm.audio.text import UNCONDITIONAL_CAPTION, TextEmbedding
 from soundctm.cli_errors import CliError, Parser, report
+from soundctm.devices import check_device
 
 INDEX_FILE, TEXT_FILE, FORMAT = "index.json", "text.safetensors", "soundctm-latent-cache"
 UNCONDITIONAL_INDEX = 0
@@ -375,12 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-encoder-path", default=None, help="local folder of the text encoder (t5/clap)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--n", type=int, default=None, help="number of clips (SynthCaps: default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="SynthCaps seed")
     p.add_argument("--split", default="train", help="SynthCaps split")
-    p.add_argument("--clip-seconds", type=float, default=2.0)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--shard-size", type=int, default=1024)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--clip-seconds", type=float, default=2.0, help="clip length in s (cropped or padded)")
+    p.add_argument("--batch-size", type=int, default=16, help="clips encoded per VAE batch")
+    p.add_argument("--shard-size", type=int, default=1024, help="samples per safetensors shard")
+    p.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, mps")
     p.add_argument("--overwrite", action="store_true", help="replace an existing cache in --out")
     return p
 
@@ -399,6 +400,7 @@ def check_args(args) -> None:
         raise CliError(f"--vae must be an AudioVAE folder, got {args.vae}")
     if (Path(args.out) / INDEX_FILE).exists() and not args.overwrite:
         raise CliError(f"--out {args.out} already holds a cache; pass --overwrite to replace it")
+    check_device(args.device, "--device")
 
 
 def load_parts(args):
