@@ -272,6 +272,29 @@ def _friendly(gr, fn):
     return run
 
 
+def _output_tabs(gr):
+    """The *Samples* tab (timing line, ``MAX_UI_SAMPLES`` audio + image slots) and the *Compare* tab (three
+    audio + image + timing columns): ``(tabs, timing, slots, compare_slots)``."""
+    with gr.Tabs(selected="samples") as tabs:
+        with gr.Tab("Samples", id="samples"):
+            timing = gr.Markdown(elem_id="timing")
+            slots = []
+            with gr.Row():
+                for i in range(MAX_UI_SAMPLES):
+                    with gr.Column(min_width=240):
+                        slots += [_audio_slot(gr, f"audio-{i}", "audio", i == 0),
+                                  _image_slot(gr, f"spectrogram-{i}", i == 0)]
+        with gr.Tab("Compare", id="compare"):
+            cmp_slots = []
+            with gr.Row():
+                for i, name in enumerate(("1 step", "N steps", "teacher")):
+                    with gr.Column(min_width=240):
+                        cmp_slots += [_audio_slot(gr, f"compare-audio-{i}", name, True),
+                                      _image_slot(gr, f"compare-spectrogram-{i}", True),
+                                      gr.Markdown(elem_id=f"compare-timing-{i}")]
+    return tabs, timing, slots, cmp_slots
+
+
 def build_app(pipe, model_name: str = "", concurrency_limit: int = 1, max_queue: int = 16):
     """The gradio Blocks page wired to ``pipe`` (queue: ``concurrency_limit`` parallel generations)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -295,8 +318,8 @@ def build_app(pipe, model_name: str = "", concurrency_limit: int = 1, max_queue:
                                     placeholder="e.g. a loud high beep sounding twice")
                 with gr.Row():
                     steps = gr.Slider(1, MAX_UI_STEPS, value=1, step=1, label="steps", elem_id="steps")
-                    gamma = gr.Slider(0.0, 1.0, value=0.0, step=0.05, label="γ (noise re-injected per step)",
-                                      elem_id="gamma")
+                    gamma = gr.Slider(0.0, 1.0, value=0.0, step=0.05, elem_id="gamma",
+                                      label="γ (noise re-injected per step; none at 1 step)")
                     guidance = gr.Slider(0.0, MAX_UI_GUIDANCE, value=float(pipe.config.guidance), step=0.5,
                                          label="guidance ω", elem_id="guidance")
                 with gr.Row():
@@ -311,23 +334,7 @@ def build_app(pipe, model_name: str = "", concurrency_limit: int = 1, max_queue:
             with gr.Column(scale=1):
                 gr.Examples([[p] for p in example_prompts(8, seed=0)], inputs=[prompt], label="SynthCaps examples")
                 gr.Markdown(knowledge(pipe), elem_id="knowledge")
-        with gr.Tabs(selected="samples") as tabs:
-            with gr.Tab("Samples", id="samples"):
-                timing = gr.Markdown(elem_id="timing")
-                slots = []
-                with gr.Row():
-                    for i in range(MAX_UI_SAMPLES):
-                        with gr.Column(min_width=240):
-                            slots += [_audio_slot(gr, f"audio-{i}", "audio", i == 0),
-                                      _image_slot(gr, f"spectrogram-{i}", i == 0)]
-            with gr.Tab("Compare", id="compare"):
-                cmp_slots = []
-                with gr.Row():
-                    for i, name in enumerate(("1 step", "N steps", "teacher")):
-                        with gr.Column(min_width=240):
-                            cmp_slots += [_audio_slot(gr, f"compare-audio-{i}", name, True),
-                                          _image_slot(gr, f"compare-spectrogram-{i}", True),
-                                          gr.Markdown(elem_id=f"compare-timing-{i}")]
+        tabs, timing, slots, cmp_slots = _output_tabs(gr)
         inputs = [prompt, steps, gamma, guidance, seed, random_seed, num_samples, sampler]
         run_btn.click(_friendly(gr, on_generate), inputs, [*slots, timing, seed], api_name="generate")
         prompt.submit(_friendly(gr, on_generate), inputs, [*slots, timing, seed], api_name=False)
