@@ -24,6 +24,7 @@ from soundctm.audio.mel import MelConfig
 LAYOUTS = ("mel_time", "time_mel")  # image [n_mels, frames] (ours) or [frames, n_mels] (AudioLDM)
 _EXTRA_KEY = "soundctm"
 _WEIGHTS = "diffusion_pytorch_model.safetensors"
+EDGE_FRAMES = 2  # decode rebuilds the latent columns up to this many frames past a padded clip (mirror_edge)
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,31 @@ class AudioVAE(nn.Module):
         z = dist.sample(generator) if sample else dist.mean
         return z * self.scale_factor
 
+    def mirror_edge(self, latent: torch.Tensor, n_frames: int) -> torch.Tensor:
+        """The latent with its columns from the last one wholly inside the clip to the one holding frame
+        ``n_frames + EDGE_FRAMES`` replaced by the mirror image of the columns before them, when ``n_frames`` was
+        padded (unchanged otherwise, or when too short). 201 frames padded to 208, 4× down-sampling: columns
+        49-50 become 48, 47; 51 is kept.
+
+        ``mel_to_image`` pads a clip to ``padded_frames`` with the silence floor, a sound-to-silence step that the
+        VAE never saw (``recipes/train_vae.py`` trains on unpadded crops): the encoder writes it into the columns
+        at the clip's end (the bundled VAE: column 49 of 52 has 3.8× the typical energy), latent models learn
+        those columns from their caches, and the decoder turns them into a +3-7 dB burst over the last ~50 ms of
+        noise followed by a 10-35 dB dip. Later all-padding columns are kept: they are cropped, but the decoder's
+        group norms see them, and dropping them shifts the level of the whole clip by ~1.5 dB."""
+        f, axis = self.config.downsample, (-1 if self.config.layout == "mel_time" else -2)
+        start = n_frames // f - 1
+        stop = min((n_frames + EDGE_FRAMES) // f + 1, latent.shape[axis])
+        if self.padded_frames(n_frames) == n_frames or start < stop - start or stop <= start:
+            return latent
+        mirrored = latent.narrow(axis, 2 * start - stop, stop - start).flip(axis)
+        after = latent.narrow(axis, stop, latent.shape[axis] - stop)
+        return torch.cat([latent.narrow(axis, 0, start), mirrored, after], dim=axis)
+
     def decode(self, latent: torch.Tensor, n_frames: int | None = None) -> torch.Tensor:
-        """Scaled latent ``[B, C, h, w]`` → mel ``[B, n_mels, F]`` (cropped to ``n_frames`` when given)."""
+        """Scaled latent ``[B, C, h, w]`` → mel ``[B, n_mels, F]``; with ``n_frames``, the clip's padded edge is
+        repaired first (``mirror_edge``) and the mel cropped to ``n_frames``."""
+        latent = latent if n_frames is None else self.mirror_edge(latent, n_frames)
         latent = latent.to(self.autoencoder.dtype) / self.scale_factor
         if latent.device.type == "cpu" and not torch.is_grad_enabled():  # inference: channels-last convolutions
             latent = latent.contiguous(memory_format=torch.channels_last)  # decode ≈ 15 % faster on this CPU
