@@ -193,14 +193,6 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, vae, capsys, argv_extra, 
     assert match in err and len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.slow
-def test_cache_is_at_least_20x_faster_than_decoding_audio():
-    from recipe_utils import load_benchmark
-
-    bench = load_benchmark("cache_speed")
-    assert bench.run(n=16, batch_size=8, seconds=2.0, vae_preset="tiny")["ratio"] >= 20
-
-
 def test_cli_synthcaps_to_cache(tmp_path, vae):
     SynthCaps = pytest.importorskip("soundctm.data.synthcaps").SynthCaps
 
