@@ -63,15 +63,21 @@ def test_gamma_one_equals_consistency_model_multistep():
 
 
 def test_intermediate_gamma_renoises_by_the_right_amount():
+    """With γ = 0.6 the first jump lands at s = √(1−γ²)·t_1 = 0.8·5 and is re-noised to t_1 with fresh noise of std
+    √(t_1² − s²) = 3: a jump that returns 0 leaves exactly that noise as the second jump's input."""
     sig = torch.tensor([10.0, 5.0, 0.002])
+    calls, inputs = [], []
 
-    def G_record(x, t, s):
+    def G_zero(x, t, s):
         calls.append((t[0].item(), s[0].item()))
-        return toy_G(x, t, s)
+        inputs.append(x.clone())
+        return torch.zeros_like(x)
 
-    calls = []
-    samplers.sample_ctm(G_record, torch.randn(2, 2) * 10, sig, 0.6, generator=torch.Generator().manual_seed(0))
+    samplers.sample_ctm(G_zero, torch.randn(20000, 2) * 10, sig, 0.6, generator=torch.Generator().manual_seed(0))
     assert calls[0] == pytest.approx((10.0, 0.8 * 5.0)) and calls[1] == pytest.approx((5.0, 0.002))
+    noise = inputs[1]
+    assert noise.mean().item() == pytest.approx(0.0, abs=0.05)
+    assert noise.std().item() == pytest.approx(3.0, rel=0.02)
 
 
 def test_bad_gamma():
@@ -79,13 +85,32 @@ def test_bad_gamma():
         samplers.sample_ctm(toy_G, torch.zeros(1, 2), schedule.karras_sigmas(3), 1.5)
 
 
-def test_sample_ode_and_score_sampler_agree_with_solver():
-    path = schedule.append_zero(schedule.karras_sigmas(10, sigma_max=10.0)).double()
-    x = torch.randn(3, 2, dtype=torch.float64) * 10
-    ode = samplers.sample_ode(GMM.denoiser, x, path, "heun")
-    assert torch.allclose(ode, solvers.solve_path(GMM.denoiser, x, path, "heun"))
-    via_g = samplers.sample_ctm_score(lambda x_, t, s: GMM.denoiser(x_, t), x, path, "heun")
-    assert torch.allclose(ode, via_g)
+def test_sample_ode_lands_on_the_closed_form_flow_and_the_score_sampler_calls_g_at_t_equal_s():
+    """Data N(μ, s²) has the PF-ODE solution x(σ) = μ + (x_T − μ)·√(s² + σ²)/√(s² + σ_T²): Heun with 40 steps lands
+    on it with Heun's second-order error (¼ per doubling of the steps); the score sampler evaluates g(x, t, s) only
+    at s = t and then follows the same path; the callback sees every step."""
+    mu, s2 = 0.7, 0.3**2
+
+    def D(x, sigma):  # the exact denoiser of N(μ, s²): E[x_0 | x_σ]
+        v = sigma[:, None] ** 2
+        return (s2 * x + v * mu) / (s2 + v)
+
+    x = torch.randn(5, 2, dtype=torch.float64) * 10
+    exact = mu + (x - mu) * (s2**0.5) / (s2 + 100.0) ** 0.5
+
+    def error(n):
+        path = schedule.append_zero(schedule.karras_sigmas(n, sigma_max=10.0)).double()
+        return (samplers.sample_ode(D, x, path, "heun") - exact).abs().max().item()
+
+    e20, e40, e80 = error(20), error(40), error(80)
+    assert e80 < 1e-3 and e20 / e40 > 3.5 and e40 / e80 > 3.5, (e20, e40, e80)
+    path = schedule.append_zero(schedule.karras_sigmas(80, sigma_max=10.0)).double()
+
+    def g(x_, t, s):
+        assert torch.equal(t, s), "the score sampler must evaluate g(x, t, t)"
+        return D(x_, t)
+
+    assert torch.allclose(samplers.sample_ctm_score(g, x, path, "heun"), exact, atol=1e-3)
     steps = []
-    samplers.sample_ode(GMM.denoiser, x, path, "euler", callback=lambda d: steps.append(d["i"]))
-    assert steps == list(range(10))
+    samplers.sample_ode(D, x, path, "euler", callback=lambda d: steps.append(d["i"]))
+    assert steps == list(range(80))
