@@ -14,7 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("soundctm.pipeline_cli", "generate audio from text prompts"),
     "synthcaps": ("soundctm.data.synthcaps", "synthesise the SynthCaps captioned sound dataset"),
     "cache": ("soundctm.data.cache", "pre-encode a dataset into VAE latents + text embeddings"),
-    "train": ("soundctm.train.cli", "train a model from a recipe config (see recipes/)"),
+    "train": ("soundctm.train.cli", "train a model from a recipe in a source checkout's recipes/"),
     "eval": ("soundctm.metrics.cli", "evaluate a model: FD, attribute accuracy, CLAP score ..."),
     "demo": ("soundctm.demo", "start the gradio demo"),
 }

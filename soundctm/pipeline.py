@@ -251,7 +251,7 @@ def warn_unknown_prompts(prompts: list[str], training_data: str | None) -> None:
     for p in dict.fromkeys(prompts):
         if not mentioned_sources(p):
             warnings.warn(f"prompt {p[:60]!r} names none of the sounds this model was trained on "
-                          f"({', '.join(SOURCES)}): expect noise", PromptWarning, stacklevel=3)
+                          f"({', '.join(SOURCES)}): expect noise", PromptWarning, stacklevel=4)  # generate's caller
 
 
 class SoundCTM:
