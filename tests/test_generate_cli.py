@@ -210,3 +210,10 @@ def test_progress_bar_on_stderr_when_asked_off_when_not_a_terminal(model, tmp_pa
     assert main(["a bell", "--model", str(model), "--steps", "3", "-o", str(tmp_path / "a.wav"), *flag]) == 0
     err = capsys.readouterr().err
     assert ("generating" in err and "/3 [" in err) == shown  # a 3-step bar
+
+
+def test_a_10000_character_prompt_is_one_warning_line(model, tmp_path, capsys):
+    assert main(["a bell " * 1430, "--model", str(model), "-o", str(tmp_path / "a.wav")]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("soundctm generate: warning: prompt truncated to its first 256 of")
+    assert len(err.splitlines()) == 1
