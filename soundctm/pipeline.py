@@ -163,8 +163,8 @@ def resolve_model(model: str | Path) -> Path:
     path = Path(model)
     if path.is_dir():
         return path
-    if (BUNDLED_DIR / path).is_dir() and not path.is_absolute():
-        return BUNDLED_DIR / path
+    if not path.is_absolute() and ".." not in path.parts and (BUNDLED_DIR / path).is_dir():
+        return BUNDLED_DIR / path  # e.g. "synthcaps-tiny", "digits/teacher"
     raise FileNotFoundError(f"model {str(model)!r} does not exist: not a folder nor a bundled model name "
                             f"(bundled: {', '.join(bundled_models())})")
 

@@ -209,8 +209,9 @@ def test_bundled_models_load_by_name_from_any_folder(tmp_path, monkeypatch):
     assert resolve_model("synthcaps-classifier") == BUNDLED_DIR / "synthcaps-classifier"  # other bundled folders
     pipe = SoundCTM.from_pretrained("synthcaps-tiny", text_encoder=text_encoder())
     assert pipe.config.latent_shape == (8, 16, 52) and pipe.training_data == "synthcaps"
-    with pytest.raises(FileNotFoundError, match=r"not a folder nor a bundled model name \(bundled: synthcaps"):
-        SoundCTM.from_pretrained("synthcaps-huge")
+    for name in ("synthcaps-huge", "../core"):
+        with pytest.raises(FileNotFoundError, match=r"not a folder nor a bundled model name \(bundled: synthcaps"):
+            SoundCTM.from_pretrained(name)
 
 
 def test_check_device_names_the_argument_and_what_is_available(monkeypatch):
