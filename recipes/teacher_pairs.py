@@ -188,7 +188,7 @@ def keep_judged(src: str | os.PathLike, model: str | os.PathLike, cache_dir: str
     return int(keep.sum()), len(keep), rates, len(kept["omega"])
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="teacher_pairs", description=__doc__.splitlines()[0])
     p.add_argument("--teacher")
     p.add_argument("--cache-dir")
@@ -216,73 +216,67 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sigma-max", type=float, default=80.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
-    args = p.parse_args(argv)
-    if args.balance and not args.keep_judged:
-        print("teacher_pairs: --balance applies to --keep-judged only", file=sys.stderr)
-        return 2
-    if args.merge:
-        try:
-            n = merge_pairs(args.merge, args.out)
-        except (ValueError, OSError) as err:
-            print(f"teacher_pairs: --merge: {err}", file=sys.stderr)
-            return 2
-        print(f"{n} pairs in {args.out}")
-        return 0
-    if args.keep_judged:
-        if not (args.model and args.cache_dir):
-            print("teacher_pairs: --keep-judged needs --model and --cache-dir", file=sys.stderr)
-            return 2
-        try:
-            kept, total, rates, rows = keep_judged(args.keep_judged, args.model, args.cache_dir, args.out, args.balance)
-        except (ValueError, OSError) as err:
-            print(f"teacher_pairs: --keep-judged: {err}", file=sys.stderr)
-            return 2
-        print(f"kept {kept} of {total} pairs ({rows} rows) in {args.out}; the teacher's pass rate per attribute: "
-              + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
-        return 0
+    return p
+
+
+def run_merge(args) -> str:
+    try:
+        n = merge_pairs(args.merge, args.out)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"--merge: {err}") from None
+    return f"{n} pairs in {args.out}"
+
+
+def run_keep_judged(args) -> str:
+    if not (args.model and args.cache_dir):
+        raise ValueError("--keep-judged needs --model and --cache-dir")
+    try:
+        kept, total, rates, rows = keep_judged(args.keep_judged, args.model, args.cache_dir, args.out, args.balance)
+    except (ValueError, OSError) as err:
+        raise ValueError(f"--keep-judged: {err}") from None
+    return (f"kept {kept} of {total} pairs ({rows} rows) in {args.out}; the teacher's pass rate per attribute: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
+
+
+def check_solve_args(args) -> None:
+    """ValueError naming the first bad argument of a solve run."""
     for name in ("teacher", "cache_dir"):
         if not getattr(args, name):
-            print(f"teacher_pairs: --{name.replace('_', '-')} is required (unless --merge)", file=sys.stderr)
-            return 2
+            raise ValueError(f"--{name.replace('_', '-')} is required (unless --merge)")
     for name in ("n", "steps", "batch"):
         if getattr(args, name) < 1:
-            print(f"teacher_pairs: --{name} must be >= 1, got {getattr(args, name)}", file=sys.stderr)
-            return 2
+            raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if not 0 <= args.omega_min <= args.omega_max:
-        print(f"teacher_pairs: need 0 <= --omega-min <= --omega-max, got {args.omega_min}, {args.omega_max}",
-              file=sys.stderr)
-        return 2
-    keep, path_sigma = [], None
-    if args.path:
-        try:
-            keep, path_sigma = path_grid(args.steps, args.path, args.sigma_min, args.sigma_max)
-        except ValueError as err:
-            print(f"teacher_pairs: {err}", file=sys.stderr)
-            return 2
+        raise ValueError(f"need 0 <= --omega-min <= --omega-max, got {args.omega_min}, {args.omega_max}")
+
+
+def resumed(out: Path, keys: tuple[str, ...], path: int, wanted: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The pairs already in ``out`` (empty tensors for a new file), refused if started with other arguments."""
+    if not out.is_file():
+        return {k: torch.empty(0) for k in keys}
+    done = load_pairs(out)
+    had = len(done["path_sigma"]) + 1 if "path" in done else 0
+    if had != path:
+        raise ValueError(f"{out} was started with --path {had}; resume it with the same arguments")
+    with safe_open(str(out), "pt") as f:
+        started = (f.metadata() or {}).get("attributes", "")
+    if started != ",".join(wanted):
+        raise ValueError(f"{out} was started with --attributes {started!r}; resume it with the same arguments")
+    return done
+
+
+def run_solve(args) -> str:
+    """Solve ``--n`` pairs into ``--out`` batch by batch, resuming a file written with the same arguments."""
+    check_solve_args(args)
+    keep, path_sigma = path_grid(args.steps, args.path, args.sigma_min, args.sigma_max) if args.path else ([], None)
     keys = KEYS + ("path",) if args.path else KEYS
     torch.set_num_threads(args.threads)
     data = LatentCacheDataset(args.cache_dir)
     wanted = tuple(a.strip() for a in args.attributes.split(",") if a.strip())
-    try:
-        pool = eligible_samples(data, wanted)
-    except ValueError as err:
-        print(f"teacher_pairs: {err}", file=sys.stderr)
-        return 2
+    pool = eligible_samples(data, wanted)
     teacher = TextUNet.from_pretrained(args.teacher).eval().requires_grad_(False)
     out = Path(args.out)
-    done = load_pairs(out) if out.is_file() else {k: torch.empty(0) for k in keys}
-    if out.is_file():
-        had = len(done["path_sigma"]) + 1 if "path" in done else 0
-        if had != args.path:
-            print(f"teacher_pairs: {out} was started with --path {had}; resume it with the same arguments",
-                  file=sys.stderr)
-            return 2
-        with safe_open(str(out), "pt") as f:
-            started = (f.metadata() or {}).get("attributes", "")
-        if started != ",".join(wanted):
-            print(f"teacher_pairs: {out} was started with --attributes {started!r}; resume it with the same "
-                  "arguments", file=sys.stderr)
-            return 2
+    done = resumed(out, keys, args.path, wanted)
     have = len(done["omega"])
     # every batch's draws depend only on (seed, batch start): a resumed run continues the same sequence
     bar = tqdm(total=args.n, initial=have, desc="teacher pairs", unit="pair")
@@ -304,7 +298,19 @@ def main(argv: list[str] | None = None) -> int:
                                "attributes": ",".join(wanted)})
         bar.update(b)
     bar.close()
-    print(f"{len(done['omega'])} pairs in {out}")
+    return f"{len(done['omega'])} pairs in {out}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.balance and not args.keep_judged:
+            raise ValueError("--balance applies to --keep-judged only")
+        run = run_merge if args.merge else run_keep_judged if args.keep_judged else run_solve
+        print(run(args))
+    except ValueError as err:
+        print(f"teacher_pairs: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
