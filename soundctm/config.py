@@ -164,6 +164,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         return _coerce_union(typing.get_args(tp), value, where)
     if origin is typing.Literal:
+        if isinstance(value, bool) and str(value).lower() not in map(str, typing.get_args(tp)):
+            value = {False: "no", True: "yes"}[value]  # YAML 1.1 reads a bare no / yes as a bool
         if value not in typing.get_args(tp):
             raise _type_error(where, value, f"one of {list(typing.get_args(tp))}")
         return value

@@ -126,3 +126,13 @@ def test_shipped_toy_yaml_loads_and_bad_cli_exits_2(capsys):
     assert toy.main(["--set", "train.lrr=1"]) == 2
     err = capsys.readouterr().err
     assert err.strip().count("\n") == 0 and "'train.lrr'" in err
+
+
+def test_a_bare_no_reaches_a_string_choice_as_no():
+    """YAML 1.1 reads ``--set train.mixed_precision=no`` as False; a choice among strings that holds "no" takes it."""
+    from soundctm.train import TrainConfig
+
+    assert load_config(TrainConfig, None, ["mixed_precision=no"]).mixed_precision == "no"
+    assert load_config(TrainConfig, None, ["mixed_precision=bf16"]).mixed_precision == "bf16"
+    with pytest.raises(ConfigError, match="mixed_precision"):
+        load_config(TrainConfig, None, ["mixed_precision=true"])
