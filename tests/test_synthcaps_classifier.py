@@ -96,7 +96,7 @@ def test_save_and_load_round_trip(tmp_path):
     assert loaded.config == SMALL
     wave = torch.randn(2, 16000) * 0.1
     torch.testing.assert_close(loaded(wave).embedding, net(wave).embedding)
-    with pytest.raises(ValueError, match="path"):
+    with pytest.raises(ValueError, match="not a model directory"):
         SynthCapsClassifier.from_pretrained(tmp_path / "missing")
 
 
