@@ -63,6 +63,29 @@ class GaussianMixture:
         sigma = as_sigma(sigma, x)
         return torch.logsumexp(self._posterior(x, sigma)[1], dim=1).to(x.dtype)
 
+    def linear_posterior(self, A: torch.Tensor, y: torch.Tensor, sigma_y: float):
+        """The exact posterior of x given y = A x + σ_y·n (one measurement ``y [m]``, ``A [m, d]``): a mixture with
+        component means ``[K, d]``, covariances ``[K, d, d]`` and weights ``[K]``. Component k:
+        P_k = (Σ_k⁻¹ + AᵀA/σ_y²)⁻¹, m_k = P_k(Σ_k⁻¹μ_k + Aᵀy/σ_y²), weight ∝ w_k N(y; Aμ_k, AΣ_kAᵀ + σ_y²I)."""
+        A, y = A.double(), y.double()
+        prec = torch.diag_embed(1 / self.variances) + (A.T @ A)[None] / sigma_y**2
+        cov = torch.linalg.inv(prec)
+        rhs = self.means / self.variances + (A.T @ y)[None] / sigma_y**2
+        mean = (cov @ rhs[..., None])[..., 0]
+        y_cov = A[None] @ torch.diag_embed(self.variances) @ A.T[None] + sigma_y**2 * torch.eye(len(y))[None]
+        y_dist = torch.distributions.MultivariateNormal(self.means @ A.T, covariance_matrix=y_cov)
+        w = torch.softmax(self.weights.log() + y_dist.log_prob(y[None]), 0)
+        return mean, cov, w
+
+    def sample_linear_posterior(self, A: torch.Tensor, y: torch.Tensor, sigma_y: float, n: int,
+                                generator=None) -> torch.Tensor:
+        """n exact samples ``[n, d]`` (float32) of x given y = A x + σ_y·n (``linear_posterior``)."""
+        mean, cov, w = self.linear_posterior(A, y, sigma_y)
+        k = torch.multinomial(w, n, replacement=True, generator=generator)
+        z = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
+        L = torch.linalg.cholesky(cov)
+        return (mean[k] + (L[k] @ z[..., None])[..., 0]).float()
+
     def sample(self, n: int, generator=None) -> torch.Tensor:
         """n samples ``[n, d]`` (float32)."""
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
