@@ -75,3 +75,22 @@ def test_cache_names_an_unavailable_device(tmp_path, monkeypatch, capsys):
     assert cache.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err == "soundctm cache: error: --device 'cuda' is not available on this machine; available: cpu"
+
+
+def test_cli_errors_helpers(capsys):
+    import warnings
+
+    from soundctm.cli_errors import CliError, HelpFormatter, Parser, first_line, one_line_warnings, report
+
+    p = Parser(prog="soundctm x", formatter_class=HelpFormatter)
+    p.add_argument("--n", type=int, default=3, help="how many")
+    p.add_argument("--name", default=None, help="a name (default: none)")
+    with pytest.raises(CliError, match="--n: invalid int value"):
+        p.parse_args(["--n", "x"])
+    assert "how many (default: 3)" in p.format_help() and "(default: None)" not in p.format_help()
+    assert first_line(ValueError("\n  first\nsecond")) == "first" and first_line(KeyError()) == "KeyError"
+    assert report("soundctm x", ValueError("bad --n\nmore")) == 2
+    assert capsys.readouterr().err == "soundctm x: error: bad --n\n"
+    with one_line_warnings("soundctm x"):
+        warnings.warn("careful\nsecond line", UserWarning, stacklevel=1)
+    assert capsys.readouterr().err == "soundctm x: warning: careful\n"

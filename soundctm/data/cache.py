@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from soundctm.audio.io import crop_or_pad
 from soundctm.audio.text import UNCONDITIONAL_CAPTION, TextEmbedding
-from soundctm.cli_errors import CliError, Parser, report
+from soundctm.cli_errors import CliError, Parser, one_line_warnings, report
 from soundctm.devices import check_device
 
 INDEX_FILE, TEXT_FILE, FORMAT = "index.json", "text.safetensors", "soundctm-latent-cache"
@@ -433,8 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     clip_samples = int(round(args.clip_seconds * mel.config.sample_rate))
     meta = {"source": {"data": args.data, "n": args.n, "seed": args.seed, "split": args.split},
             "vae": str(args.vae), "clip_samples": clip_samples, "skipped": skipped}
-    out = write_cache(examples, vae, text, args.out, mel, args.batch_size, args.shard_size, clip_samples,
-                      args.device, meta)
+    with one_line_warnings("soundctm cache"):
+        out = write_cache(examples, vae, text, args.out, mel, args.batch_size, args.shard_size, clip_samples,
+                          args.device, meta)
     index = read_index(out)
     print(f"wrote {index['num_samples']} samples, {len(index['captions']) - 1} unique captions, "
           f"{len(index['shards'])} shard(s) of latents {index['latent_shape']} to {out}"

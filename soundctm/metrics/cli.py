@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from soundctm.cli_errors import CliError, Parser, report
+from soundctm.cli_errors import CliError, Parser, one_line_warnings, report
 from soundctm.metrics.synthcaps_eval import ATTRIBUTE_METRICS, METRICS, PROMPT_SETS
 
 MAX_N = 10000
@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:  # --help
         return int(e.code or 0)
     try:
-        results = run_eval(args, metrics, prompts)
+        with one_line_warnings("soundctm eval"):
+            results = run_eval(args, metrics, prompts)
     except ValueError as e:  # a corrupt model folder, a bad classifier or CLAP folder (before generating)
         return report("soundctm eval", e)
     out = Path(args.out)
