@@ -33,7 +33,7 @@ from soundctm.core.utils import rand, randn
 from soundctm.data.digits import DigitsConfig, load_digit_split
 from soundctm.metrics.digits import DigitClassifier, classifier_feature_maps
 from soundctm.nn.image import ImageUNet, ImageUNetConfig
-from soundctm.train import TrainConfig, Trainer, ema_key
+from soundctm.train import TrainConfig, Trainer, check_run_dir, ema_key
 
 MODES = ("teacher", "ctm")
 
@@ -248,6 +248,7 @@ def parse_args(argv: list[str]) -> tuple[ImageRecipeConfig, int | None]:
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg, threads = parse_args(sys.argv[1:] if argv is None else argv)
+        check_run_dir(cfg.train)
     except (ConfigError, ValueError) as err:
         print(f"train_image: {err}", file=sys.stderr)
         return 2

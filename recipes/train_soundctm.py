@@ -21,7 +21,7 @@ from soundctm.config import ConfigError, add_config_args, config_from_args
 from soundctm.data.cache import LatentCacheDataset, whole_batch
 from soundctm.nn.discriminator import FeatureDiscriminator
 from soundctm.nn.unet import TextUNet, TwoTimeTextUNet, architecture_mismatch
-from soundctm.train import TrainConfig, Trainer
+from soundctm.train import TrainConfig, Trainer, check_run_dir
 from soundctm.train.ctm_terms import CTMConfig, GANConfig, cache_decoder, load_trajectories, soundctm_loss
 
 
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(parser)
     try:
         cfg = config_from_args(SoundCTMRecipeConfig, parser.parse_args(argv))
+        check_run_dir(cfg.train)
         models, trainable, loss_fn, data = build(cfg)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"train_soundctm: {err}", file=sys.stderr)

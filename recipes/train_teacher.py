@@ -20,7 +20,7 @@ import torch
 from soundctm.config import ConfigError, add_config_args, config_from_args, to_dict
 from soundctm.data.cache import LatentCacheDataset, whole_batch
 from soundctm.nn.unet import UNET_PRESETS, TextUNet, UNetConfig
-from soundctm.train import TrainConfig, Trainer
+from soundctm.train import TrainConfig, Trainer, check_run_dir
 from soundctm.train.tasks import teacher_loss_fn
 
 
@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(parser)
     try:
         cfg = config_from_args(TeacherRecipeConfig, parser.parse_args(argv))
+        check_run_dir(cfg.train)
         data = LatentCacheDataset(cfg.data.cache_dir)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"train_teacher: {err}", file=sys.stderr)

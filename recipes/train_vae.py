@@ -26,7 +26,7 @@ from soundctm.audio.mel import MelConfig, MelSpectrogram
 from soundctm.audio.vae import AudioVAE, AudioVAEConfig
 from soundctm.config import ConfigError, add_config_args, config_from_args
 from soundctm.fileio import atomic_path
-from soundctm.train import TrainConfig, Trainer, ema_key
+from soundctm.train import TrainConfig, Trainer, check_run_dir, ema_key
 
 
 @dataclass(frozen=True)
@@ -196,6 +196,7 @@ def train(cfg: VAERecipeConfig) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_config(sys.argv[1:] if argv is None else argv)
+        check_run_dir(cfg.train)
     except (ConfigError, ValueError) as err:
         print(f"train_vae: {err}", file=sys.stderr)
         return 2

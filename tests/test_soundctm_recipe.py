@@ -123,6 +123,13 @@ def test_bad_arguments_exit_2(parts, capsys):
     assert run(root, cache, "bad", "ctm.distance=cosine") == 2
     assert "ctm.distance" in capsys.readouterr().err
     assert train_soundctm.main(["--set", "teacher_dir=/missing", "--set", f"cache_dir={cache}"]) == 2
+    # a rerun into a folder that holds checkpoints, without train.resume, is one line and exit 2 before any work
+    capsys.readouterr()
+    assert run(root, cache, "rerun", "ctm.distance=l2") == 0
+    assert run(root, cache, "rerun", "ctm.distance=l2") == 2
+    err = capsys.readouterr().err.strip()
+    assert "already holds checkpoints" in err and len(err.splitlines()) == 1
+    assert run(root, cache, "rerun", "ctm.distance=l2", "train.resume=latest") == 0
 
 
 def test_teacher_feature_distance_is_zero_for_identical_inputs_and_differentiable(parts):

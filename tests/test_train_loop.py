@@ -255,7 +255,7 @@ def test_nan_loss_stops_after_max_nonfinite_steps_and_existing_run_needs_resume(
             trainer.fit({"net": toy.MLP(SMALL)}, nan_loss, toy.make_dataset(toy.DataConfig(40), 4))
         assert all(torch.isfinite(p).all() for p in trainer.unwrapped("net").parameters())
     run_toy(train_cfg(tmp_path / "done", steps=4))
-    with pytest.raises(ValueError, match="resume='latest'"):
+    with pytest.raises(ValueError, match="train.resume=latest"):
         run_toy(train_cfg(tmp_path / "done", steps=8))
     with pytest.raises(ValueError, match="trainable"):
         with Trainer(train_cfg(tmp_path / "x")) as trainer:

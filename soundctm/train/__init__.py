@@ -6,6 +6,6 @@ Public API: `TrainConfig`, `Trainer`, `FitResult` (loop), `ema_key` (EMA names i
 
 from soundctm.train.ema import ema_key
 from soundctm.train.export import export_model, load_exported_weights
-from soundctm.train.loop import FitResult, TrainConfig, Trainer
+from soundctm.train.loop import FitResult, TrainConfig, Trainer, check_run_dir
 
-__all__ = ["FitResult", "TrainConfig", "Trainer", "ema_key", "export_model", "load_exported_weights"]
+__all__ = ["FitResult", "TrainConfig", "Trainer", "check_run_dir", "ema_key", "export_model", "load_exported_weights"]

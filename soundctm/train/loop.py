@@ -136,6 +136,18 @@ def _check_non_negative(cfg: TrainConfig, *names: str) -> None:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
 
 
+def check_run_dir(cfg: TrainConfig) -> Path | None:
+    """The checkpoint ``cfg.resume`` names (None for a fresh run); ValueError when ``out_dir`` already holds
+    checkpoints and ``resume`` is not set, or ``resume`` names no complete checkpoint. Recipes call it with their
+    argument checks, before any work, so that a rerun into a used folder is a one-line error."""
+    ckpt_dir = Path(cfg.out_dir) / "checkpoints"
+    path = resolve_resume(ckpt_dir, cfg.resume)
+    if cfg.resume is None and list_checkpoints(ckpt_dir):
+        raise ValueError(f"out_dir {cfg.out_dir} already holds checkpoints; set train.resume=latest to continue "
+                         f"or choose a new train.out_dir")
+    return path
+
+
 @dataclass
 class FitResult:
     """Where `Trainer.fit` ended."""
@@ -353,10 +365,7 @@ class Trainer:
         if self.is_main:
             remove_stale(self.ckpt_dir)
         self.accelerator.wait_for_everyone()
-        path = resolve_resume(self.ckpt_dir, cfg.resume)
-        if cfg.resume is None and list_checkpoints(self.ckpt_dir):
-            raise ValueError(f"out_dir {self.out_dir} already holds checkpoints; set resume='latest' to continue "
-                             f"or choose a new out_dir")
+        path = check_run_dir(cfg)
         if path is None:
             return None
         state, ema_state = load_checkpoint(self.accelerator, path)
