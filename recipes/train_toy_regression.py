@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from soundctm.config import ConfigError, add_config_args, config_from_args
+from soundctm.core.utils import randn
 from soundctm.train import TrainConfig, Trainer, ema_key
 from soundctm.train.export import state_digest
 
@@ -81,7 +82,7 @@ def make_loss_fn(ema_decay: float | None, jitter: float = 0.01):
 
     def loss_fn(batch, models, step, rng):
         x, y = batch
-        x = x + jitter * torch.randn(x.shape, generator=rng, device=x.device)
+        x = x + jitter * randn(x.shape, rng, x.device)
         loss = F.mse_loss(models["net"](x), y)
         logs = {}
         if ema_decay is not None:

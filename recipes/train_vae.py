@@ -25,6 +25,7 @@ from torch.utils.data import TensorDataset
 from soundctm.audio.mel import MelConfig, MelSpectrogram
 from soundctm.audio.vae import AudioVAE, AudioVAEConfig
 from soundctm.config import ConfigError, add_config_args, config_from_args
+from soundctm.core.utils import randint
 from soundctm.fileio import atomic_path
 from soundctm.train import TrainConfig, Trainer, check_run_dir, ema_key
 
@@ -94,7 +95,7 @@ def cached_mels(out_dir: Path, n: int, seed: int, split: str) -> torch.Tensor:
 
 def random_crops(mels: torch.Tensor, length: int, rng: torch.Generator) -> torch.Tensor:
     """One random ``length``-frame window per sample: ``[B, M, F] → [B, M, length]``."""
-    starts = torch.randint(0, mels.shape[-1] - length + 1, (mels.shape[0],), generator=rng, device=mels.device)
+    starts = randint(0, mels.shape[-1] - length + 1, (mels.shape[0],), rng, mels.device)
     index = starts[:, None] + torch.arange(length, device=mels.device)
     return torch.gather(mels, 2, index[:, None, :].expand(-1, mels.shape[1], -1))
 
