@@ -1,6 +1,10 @@
 """Train the digit classifier behind the image metrics (Fréchet distance, class accuracy) on the train split.
 
     python recipes/train_digit_classifier.py --out soundctm/pretrained/digits/classifier
+    python recipes/train_digit_classifier.py --arch mlp --seed 1 --steps 6000 --out soundctm/pretrained/digits/judge
+
+The second is the guidance benchmark's judge (``benchmarks/guided_digits.py``): another seed and architecture than
+the classifier that steers the samples.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import torch
 
 from soundctm.data.digits import DigitsConfig, load_digit_split
 from soundctm.metrics.digits import (
+    ARCHS,
     ClassifierTraining,
     DigitClassifierConfig,
     classifier_accuracy,
@@ -29,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=ClassifierTraining.steps)
     p.add_argument("--size", type=int, default=8, choices=[8, 16])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--arch", default="cnn", choices=ARCHS)
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if args.steps < 1:
         p.error("--steps must be >= 1")
@@ -37,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     split = load_digit_split(data)
     training = ClassifierTraining(steps=args.steps, seed=args.seed)
     start = time.perf_counter()
-    net = train_digit_classifier(split.train_x, split.train_y, DigitClassifierConfig(size=args.size), training)
+    net = train_digit_classifier(split.train_x, split.train_y, DigitClassifierConfig(size=args.size, arch=args.arch),
+                                training)
     seconds = time.perf_counter() - start
     net.save_pretrained(args.out)
     acc = classifier_accuracy(net, split.test_x, split.test_y)

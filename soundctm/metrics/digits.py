@@ -4,6 +4,8 @@
 - class accuracy of class-conditional samples (how often the classifier reads back the requested digit);
 - the classifier's feature maps as a CTM distance (``soundctm.core.losses.feature_distance``).
 
+Two architectures (``DigitClassifierConfig.arch``): ``"cnn"`` (the bundled classifier) and ``"mlp"`` (the bundled
+*judge*, trained apart so that guidance toward the classifier cannot fool its own referee).
 Saved as ``config.json`` + ``model.safetensors``.
 """
 
@@ -26,6 +28,14 @@ class DigitClassifierConfig:
     width: int = 32
     feature_dim: int = 64
     num_classes: int = 10
+    arch: str = "cnn"  # one of ARCHS: "cnn" two conv stages; "mlp" one hidden layer of 4·width units on the pixels
+
+    def __post_init__(self):
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+
+
+ARCHS = ("cnn", "mlp")
 
 
 @dataclass(frozen=True)
@@ -39,18 +49,26 @@ class ClassifierTraining:
 
 
 class DigitClassifier(nn.Module):
-    """Two conv stages (S → S/2 → S/4) and an MLP: ``[B, 1, S, S]`` in [−1, 1] → logits ``[B, classes]``."""
+    """``[B, 1, S, S]`` in [−1, 1] → logits ``[B, classes]``: two conv stages (S → S/2 → S/4) and an MLP
+    (``arch="cnn"``), or an MLP on the flat pixels (``arch="mlp"``)."""
 
     def __init__(self, config: DigitClassifierConfig = DigitClassifierConfig()):
         super().__init__()
         self.config = c = config
-        self.conv1 = nn.Conv2d(1, c.width, 3, padding=1)
-        self.conv2 = nn.Conv2d(c.width, 2 * c.width, 3, padding=1)
-        self.fc = nn.Linear(2 * c.width * (c.size // 4) ** 2, c.feature_dim)
+        if c.arch == "mlp":
+            self.hidden = nn.Linear(c.size**2, 4 * c.width)
+            self.fc = nn.Linear(4 * c.width, c.feature_dim)
+        else:
+            self.conv1 = nn.Conv2d(1, c.width, 3, padding=1)
+            self.conv2 = nn.Conv2d(c.width, 2 * c.width, 3, padding=1)
+            self.fc = nn.Linear(2 * c.width * (c.size // 4) ** 2, c.feature_dim)
         self.head = nn.Linear(c.feature_dim, c.num_classes)
 
     def feature_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Activations of both conv stages: ``[B, W, S/2, S/2]``, ``[B, 2W, S/4, S/4]``."""
+        """Activations of both conv stages: ``[B, W, S/2, S/2]``, ``[B, 2W, S/4, S/4]`` (mlp: the hidden layer's
+        ``[B, 4W]``)."""
+        if self.config.arch == "mlp":
+            return [F.silu(self.hidden(x.flatten(1)))]
         h1 = F.max_pool2d(F.silu(self.conv1(x)), 2)
         h2 = F.max_pool2d(F.silu(self.conv2(h1)), 2)
         return [h1, h2]
