@@ -25,6 +25,19 @@ def read_json(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def build_pipeline(args) -> SoundCTM:
+    """The pipeline of the given VAE, teacher and student folders (Griffin-Lim vocoder, MiniLM text)."""
+    vae = AudioVAE.from_pretrained(args.vae)
+    n_frames = int(args.clip_seconds * vae.config.mel.sample_rate) // vae.config.mel.hop_length + 1
+    cfg = PipelineConfig(latent_shape=vae.latent_shape(n_frames), n_frames=n_frames,
+                         sample_rate=vae.config.mel.sample_rate, clip_seconds=args.clip_seconds,
+                         guidance=args.guidance, vocoder={"name": "griffin-lim", "n_iter": args.griffin_lim_iters,
+                                                          "phase_init": args.phase_init})
+    vocoder = GriffinLimVocoder(vae.config.mel, n_iter=args.griffin_lim_iters, phase_init=args.phase_init)
+    return SoundCTM(vae, vocoder, build_text_encoder("minilm"),
+                    TwoTimeTextUNet.from_pretrained(args.student), cfg, TextUNet.from_pretrained(args.teacher))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--vae", required=True)
@@ -39,15 +52,11 @@ def main(argv=None) -> int:
     p.add_argument("--metrics", default=None, help="a JSON file of measured metrics to store in provenance.json")
     p.add_argument("--note", default=None, help="free text stored in provenance.json (e.g. how a part was trained)")
     args = p.parse_args(argv)
-    vae = AudioVAE.from_pretrained(args.vae)
-    n_frames = int(args.clip_seconds * vae.config.mel.sample_rate) // vae.config.mel.hop_length + 1
-    cfg = PipelineConfig(latent_shape=vae.latent_shape(n_frames), n_frames=n_frames,
-                         sample_rate=vae.config.mel.sample_rate, clip_seconds=args.clip_seconds,
-                         guidance=args.guidance, vocoder={"name": "griffin-lim", "n_iter": args.griffin_lim_iters,
-                                                          "phase_init": args.phase_init})
-    vocoder = GriffinLimVocoder(vae.config.mel, n_iter=args.griffin_lim_iters, phase_init=args.phase_init)
-    pipe = SoundCTM(vae, vocoder, build_text_encoder("minilm"),
-                    TwoTimeTextUNet.from_pretrained(args.student), cfg, TextUNet.from_pretrained(args.teacher))
+    try:
+        pipe = build_pipeline(args)
+    except (ValueError, OSError) as err:  # a missing or unreadable component folder
+        print(f"bundle_pipeline: {err}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=".bundle-"))
     pipe.save_pretrained(tmp)

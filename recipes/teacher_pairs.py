@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("--balance applies to --keep-judged only")
         run = run_merge if args.merge else run_keep_judged if args.keep_judged else run_solve
         print(run(args))
-    except ValueError as err:
+    except (ValueError, OSError) as err:  # OSError: a missing teacher or cache folder
         print(f"teacher_pairs: {err}", file=sys.stderr)
         return 2
     return 0

@@ -177,7 +177,7 @@ def main(argv=None) -> int:
     train_s = time.perf_counter() - t0
     rows = evaluate(cfg, teacher, student)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     plot(cfg, teacher, student, out.with_name(out.name + f"_{cfg.data}.png"))
     result = {"config": asdict(cfg), "train_seconds": train_s, "rows": rows}
     out.with_name(out.name + f"_{cfg.data}.json").write_text(json.dumps(result, indent=2))

@@ -598,3 +598,16 @@ def test_draw_log_uniform_stays_in_its_range():
     # log-uniform: half the draws below the geometric mean 1.0
     assert abs((s < 1.0).float().mean().item() - 0.5) < 0.05
     assert torch.equal(ctm_terms.draw_log_uniform(3, 0.002, 0.002, rng, "cpu"), torch.full((3,), 0.002))
+
+
+def test_missing_component_folders_are_one_line_errors(parts, tmp_path, capsys):
+    """teacher_pairs with a missing teacher and bundle_pipeline with a missing VAE exit 2 with one line each."""
+    from recipes import bundle_pipeline
+
+    _, cache = parts
+    assert teacher_pairs.main(["--teacher", str(tmp_path / "none"), "--cache-dir", str(cache), "--n", "2",
+                               "--out", str(tmp_path / "p.safetensors")]) == 2
+    assert bundle_pipeline.main(["--vae", str(tmp_path / "none"), "--teacher", str(tmp_path / "t"), "--student",
+                                 str(tmp_path / "s"), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("teacher_pairs: ") and err[1].startswith("bundle_pipeline: ")
