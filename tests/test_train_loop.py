@@ -251,7 +251,8 @@ def test_nan_loss_stops_after_max_nonfinite_steps_and_existing_run_needs_resume(
         return models["net"](batch[0]).sum() * float("nan"), {}
 
     with Trainer(train_cfg(tmp_path / "nan", steps=4, max_nonfinite_steps=2)) as trainer:
-        with pytest.raises(FloatingPointError, match="2 non-finite steps in a row, the last at step 2"):
+        with pytest.raises(FloatingPointError, match="2 non-finite steps in a row, the last at step 2"), \
+                pytest.warns(UserWarning, match="non-finite loss or gradients, step skipped"):
             trainer.fit({"net": toy.MLP(SMALL)}, nan_loss, toy.make_dataset(toy.DataConfig(40), 4))
         assert all(torch.isfinite(p).all() for p in trainer.unwrapped("net").parameters())
     run_toy(train_cfg(tmp_path / "done", steps=4))
