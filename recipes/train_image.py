@@ -56,6 +56,9 @@ class CTMConfig:
     match: Literal["sigma_min", "s"] = "sigma_min"
     guidance_scale: float = 1.0  # CFG scale ω of the teacher being distilled
     dsm_weight: float = 0.0  # 0 disables the DSM term; else scaled by the adaptive weight
+    # probability of the null label for the student and the teacher's target solve alike: the student also learns
+    # the unconditional trajectory (what unconditional restoration and classifier guidance start from); 0 = off
+    label_dropout: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ def check_ctm_config(ctm: CTMConfig, train: TrainConfig) -> None:
         raise ValueError(f"ctm.target_decay={ctm.target_decay} must be one of train.ema_decays {train.ema_decays}")
     if ctm.grid < 2 or (ctm.max_k is not None and ctm.max_k < 1):
         raise ValueError(f"ctm.grid must be >= 2 and ctm.max_k >= 1 (or null), got {ctm.grid}, {ctm.max_k}")
+    if not 0.0 <= ctm.label_dropout < 1.0:
+        raise ValueError(f"ctm.label_dropout must lie in [0, 1), got {ctm.label_dropout}")
     if ctm.dsm_weight < 0 or ctm.guidance_scale < 0:
         raise ValueError(f"ctm.dsm_weight and ctm.guidance_scale must be >= 0, got {ctm.dsm_weight}, "
                          f"{ctm.guidance_scale}")
@@ -157,6 +162,7 @@ def make_ctm_loss(cfg: ImageRecipeConfig, classifier: DigitClassifier | None = N
 
     def loss_fn(batch, models, step, rng):
         x0, labels = batch
+        labels = drop_labels(labels, ctm.label_dropout, cfg.model.num_classes, rng)  # draws nothing at 0
         student, target = CTMPrecond(models["student"], sd), CTMPrecond(models[target_name], sd)
         teacher = teacher_denoiser(models["teacher"], ctm.guidance_scale)
         noise = randn(x0.shape, rng, x0.device)

@@ -256,3 +256,37 @@ def test_committed_ctm_student_beats_its_initialisation_in_one_step(split):
     untrained = score_digits(clf, recipe.ctm_samples(initial, x_T, labels, 1, 0.0), ref, labels)
     assert trained.accuracy > 0.9
     assert trained.frechet < 0.25 * untrained.frechet
+
+
+def test_ctm_label_dropout_gives_the_student_and_the_teacher_the_null_label(tiny_teacher):
+    """ctm.label_dropout = 0.5: about half the labels reaching the student and the teacher's target solve are the null
+    label (the same ones for both); at 0 none are, and no random number is drawn for them."""
+    seen = {"student": [], "teacher": []}
+
+    class Spy(torch.nn.Module):
+        def __init__(self, net, name):
+            super().__init__()
+            self.net, self.name, self.config = net, name, net.config
+            self.null_labels = net.null_labels
+
+        def forward(self, *args, labels=None, **kw):
+            seen[self.name].append(labels.clone())
+            return self.net(*args, labels=labels, **kw)
+
+    def labels_seen(p):
+        cfg = recipe.ImageRecipeConfig(mode="ctm", train=recipe.TrainConfig(ema_decays=(0.99,)),
+                                       ctm=recipe.CTMConfig(teacher=tiny_teacher, label_dropout=p, target_decay=0.99))
+        models, loss_fn = recipe.build_models(cfg)
+        models = {"student": Spy(models["student"], "student"), "teacher": Spy(models["teacher"], "teacher"),
+                  "student_ema0.99": models["student"]}
+        for v in seen.values():
+            v.clear()
+        batch = (torch.zeros(400, 1, 8, 8), torch.arange(400) % 10)
+        loss_fn(batch, models, 0, torch.Generator().manual_seed(0))
+        return seen["student"][0], seen["teacher"][0][:400]
+
+    student, teacher = labels_seen(0.5)
+    null = recipe.ImageRecipeConfig().model.num_classes
+    assert 0.4 < (student == null).float().mean() < 0.6 and torch.equal(student, teacher)
+    student, _ = labels_seen(0.0)
+    assert not (student == null).any()
