@@ -180,7 +180,8 @@ def markdown(rows: list[Row], meta: dict) -> str:
     lines = ["# Restoring held-out digits without training (DPS, MPGD, DDRM, GibbsDDRM)", "",
              f"Command: `{meta['command']}`", "",
              f"{meta['n']} held-out 8×8 digits (never seen in training), prior unconditional (the null label); the "
-             f"bundled digits teacher (x̂₀ = D(x, σ)) and CTM student (x̂₀ = G(x, σ, σ_min)). Tasks: inpainting (bottom "
+             f"bundled digits teacher (x̂₀ = D(x, σ)) and the CTM student `{meta['student']}` (x̂₀ = G(x, σ, σ_min)). "
+             f"Tasks: inpainting (bottom "
              f"half missing, σ_y = {RD.SIGMA_Y['inpaint']}), 4×4 block means → 8×8 (σ_y = {RD.SIGMA_Y['sr']}), "
              f"Gaussian blur of width {RD.BLUR_WIDTH} px known (σ_y = {RD.SIGMA_Y['deblur']}) and blind "
              f"(GibbsDDRM from width {RD.BLIND_START}; DDRM runs at that wrong width), denoising at σ_y = "
@@ -214,9 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-label-rows", action="store_true", help="skip the class-conditioned reference rows")
     p.add_argument("--classifier", type=Path, default=ROOT / "soundctm/pretrained/digits/classifier")
+    p.add_argument("--student", type=Path, default=None, help="a CTM student folder (default: the recipe's)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/restore_digits")
     p.add_argument("--figures", type=Path, default=ROOT / "docs")
     args = p.parse_args(argv)
+    if args.student is not None:
+        if not (args.student / "config.json").is_file():
+            p.error(f"--student {args.student} is not a model folder (no config.json)")
+        RD.STUDENT_DIR = args.student
     torch.set_num_threads(1)
     split = load_digit_split()
     if args.n + (args.tune_n if args.tune else 0) > len(split.test_y):
@@ -237,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     hparams = {" ".join(k): {kk: v for kk, v in RD.hparams_for(*k).items()}
                for task, methods in TASK_METHODS.items() for k in itertools.product([task], methods, RD.MODELS)}
     meta = {"n": args.n, "n_train": len(split.train_y), "tune_note": tune_note, "hparams": hparams,
+            "student": str(Path(RD.STUDENT_DIR).resolve().relative_to(ROOT)
+                           if Path(RD.STUDENT_DIR).resolve().is_relative_to(ROOT) else RD.STUDENT_DIR),
             "total_seconds": time.perf_counter() - start,
             "command": shlex.join(["python", "-m", "benchmarks.restore_digits", *(sys.argv[1:] if argv is None
                                                                                   else argv)])}

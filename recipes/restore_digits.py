@@ -163,10 +163,13 @@ def degrade(task: str, x: torch.Tensor, seed: int = 0) -> Problem:
 
 # ---------------------------------------------------------------- models and schedules
 
+STUDENT_DIR = PRETRAINED / "ctm_l2"  # the student "student" names (benchmarks/restore_digits.py --student)
+
+
 @cache
 def load_net(model: str) -> ImageUNet:
-    """The bundled teacher or CTM student (``soundctm/pretrained/digits``)."""
-    return ImageUNet.from_pretrained(PRETRAINED / ("teacher" if model == "teacher" else "ctm_l2"))
+    """The bundled teacher, or the CTM student in ``STUDENT_DIR`` (set it before the first load)."""
+    return ImageUNet.from_pretrained(PRETRAINED / "teacher" if model == "teacher" else STUDENT_DIR)
 
 
 def clean_estimate(model: str):
