@@ -230,3 +230,13 @@ def test_eval_cli_takes_a_bundled_model_by_name(tmp_path, monkeypatch, capsys):
     assert args.model == DEFAULT_MODEL
     assert main(["--model", "synthcaps-huge", "--out", str(tmp_path / "x.json")]) == 2
     assert "bundled: synthcaps-tiny" in capsys.readouterr().err
+
+
+def test_eval_judge_headline_averages_what_the_judge_tables_score():
+    """soundctm eval's judge mean and the benchmark tables average the same attributes (fade is reported only)."""
+    from soundctm.metrics.synthcaps_eval import JUDGE_KEYS
+    from soundctm.metrics.synthcaps_judge import JUDGED_ATTRIBUTES
+
+    assert tuple(JUDGE_KEYS) == tuple(JUDGED_ATTRIBUTES) and "fade" not in JUDGE_KEYS
+    acc = accuracy_of_verdicts([{"pitch": True, "fade": False}, {"pitch": True, "fade": False}], JUDGE_KEYS)
+    assert acc.mean == 1.0 and acc.accuracy["fade"] == 0.0

@@ -22,11 +22,12 @@ import numpy as np
 from soundctm.data.synthcaps import CONTINUOUS, COUNTED, PITCHED, SWEPT
 from soundctm.metrics.frechet import frechet_distance_of_embeddings
 from soundctm.metrics.synthcaps_classifier import CORE_ATTRIBUTES, SynthCapsOutputs
+from soundctm.metrics.synthcaps_judge import JUDGED_ATTRIBUTES
 
 PROMPT_SETS = {"synthcaps-heldout": "heldout", "synthcaps-heldout-combo": "heldout_combo"}
 METRICS = ("fd_synth", "attr", "judge", "kl", "is", "clap")
 ATTRIBUTE_METRICS = ("attr", "judge", "kl")  # need prompts with ground-truth attributes / paired reference clips
-JUDGE_KEYS = ("family", "pitch", "count", "sweep", "loudness", "fade")
+JUDGE_KEYS = JUDGED_ATTRIBUTES  # the headline mean: what the judge tables score (fade is reported, not averaged)
 # Heads the classifier reads at >= 95 % on held-out clips, also after mel -> VAE -> Griffin-Lim
 # (benchmarks/results/synthcaps_classifier.md); second_source, background and reverb are predicted but not scored.
 SCORED_ATTRIBUTES = (*CORE_ATTRIBUTES, "fade")
