@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
+from soundctm.core.operators import LinearOperator
 from soundctm.core.utils import as_sigma, randn
 
 # ---- clean-estimate providers ----
@@ -193,8 +194,6 @@ def sample_gibbs_ddrm(x0_hat, x: torch.Tensor, sigmas, y: torch.Tensor, make_mat
                       generator=None, **cond) -> GibbsResult:
     """GibbsDDRM for an operator with unknown parameters φ: each step a DDRM update of x under A_φ̂ (per sample),
     then, once ``phi_from`` of the steps are done (x̂₀ has structure), ``phi_updates`` on φ from x̂₀ and y."""
-    from soundctm.core.operators import LinearOperator
-
     s = _sigmas(sigmas)
     phi = phi0.detach().clone().reshape(x.shape[0], -1)
     path = [phi.clone()]

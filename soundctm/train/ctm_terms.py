@@ -14,13 +14,18 @@ recipe's terms from one ``CTMRecipeParts`` and chains them in a fixed order (the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
+from soundctm.audio.mel import MelConfig, mel_frame_levels_db
+from soundctm.audio.vae import AudioVAE
 from soundctm.core import losses, samplers, schedule
 from soundctm.core.precond import CTMPrecond, edm_scalings
 from soundctm.core.utils import append_dims, rand, randint, randn
+from soundctm.data.teacher_pairs import load_pairs
 from soundctm.nn.discriminator import HEADS
+from soundctm.nn.unet import UNetFeatures
 from soundctm.train.ema import ema_key
 from soundctm.train.tasks import drop_captions, guided_teacher, last_layer_weight
 
@@ -177,8 +182,6 @@ def ctm_term(c: CTMConfig, uncond_tokens: torch.Tensor, uncond_mask: torch.Tenso
 
 def teacher_features(teacher, sigma_data: float):
     """features(x, σ, tokens, mask): the frozen teacher UNet's down/mid block outputs at noise level σ."""
-    from soundctm.nn.unet import UNetFeatures
-
     hooks = UNetFeatures(teacher.unet)
 
     def features(x, sigma, tokens, mask):
@@ -239,10 +242,6 @@ def path_states(pairs: dict[str, torch.Tensor], c: CTMConfig) -> tuple[torch.Ten
 
 def load_trajectories(c: CTMConfig, text, latent_shape: tuple[int, ...]) -> Trajectories:
     """``c.pairs_path`` read and checked against the cache (latent shape, caption rows) and the rollout's grid."""
-    from pathlib import Path
-
-    from soundctm.data.teacher_pairs import load_pairs
-
     if not Path(c.pairs_path).is_file():
         raise FileNotFoundError(f"ctm.pairs_path {c.pairs_path!r} does not exist (write it with "
                                 "recipes/teacher_pairs.py)")
@@ -316,8 +315,6 @@ def envelope_distance(levels: torch.Tensor, target: torch.Tensor) -> torch.Tenso
 def decoded_levels(vae, n_frames: int, power: float):
     """levels(latents): frame levels in dB ``[B, F]`` of the VAE-decoded log-mels (gradients flow through the
     decoder into the latents; the VAE's own weights stay frozen)."""
-    from soundctm.audio.mel import mel_frame_levels_db
-
     def levels(latents):
         if next(vae.parameters()).device != latents.device:  # the trainer places the models, not this decoder
             vae.to(latents.device)
@@ -328,9 +325,6 @@ def decoded_levels(vae, n_frames: int, power: float):
 
 def cache_decoder(data):
     """``decoded_levels`` for the latent cache's own VAE (the one its index names encoded its latents)."""
-    from soundctm.audio.mel import MelConfig
-    from soundctm.audio.vae import AudioVAE
-
     ix = data.index
     _check(bool(ix.get("vae")) and "mel" in ix and "clip_samples" in ix,
            f"the cache {data.cache_dir} does not record its VAE, mel settings and clip length")
