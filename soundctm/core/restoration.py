@@ -73,6 +73,20 @@ def _sigmas(sigmas) -> list[float]:
     return s
 
 
+def walk(x0_hat, x: torch.Tensor, sigmas, step, callback=None, **cond) -> torch.Tensor:
+    """The loop every sampler without gradients through the network shares: per σ → σ_next, x̂₀ = x0_hat(x, σ)
+    without gradients, then ``x, x̂₀ = step(i, x, x̂₀, σ, σ_next)`` (the step returns the estimate it used, e.g.
+    guided); ``callback`` sees each step."""
+    s = _sigmas(sigmas)
+    for i, (sig, nxt) in enumerate(zip(s, s[1:])):
+        with torch.no_grad():
+            x0 = x0_hat(x, as_sigma(sig, x), **cond)
+        x, x0 = step(i, x, x0, sig, nxt)
+        if callback is not None:
+            callback({"i": i, "x": x, "x0": x0, "sigma": sig})
+    return x
+
+
 # ---- DPS and MPGD: guidance by a loss of x̂₀ ----
 
 
@@ -109,20 +123,17 @@ def sample_mpgd(x0_hat, x: torch.Tensor, sigmas, loss, step_size: float, eta: fl
     """MPGD: x̂₀ from the network without gradients, ``n_grad`` gradient steps of ``loss`` on x̂₀ alone, optionally
     ``project(x̂₀)`` back to the manifold (an autoencoder round trip), then ``ddim_step`` to the next σ with the
     network's noise direction. Steps before ``guide_from`` are unguided."""
-    s = _sigmas(sigmas)
-    for i, (sig, nxt) in enumerate(zip(s, s[1:])):
-        with torch.no_grad():
-            x0 = x0_hat(x, as_sigma(sig, x), **cond)
+
+    def step(i, x, x0, sig, nxt):
         eps = (x - x0) / sig
         if i >= guide_from:
             x0 = gradient_steps(x0, loss, step_size, n_grad)
             if project is not None:
                 with torch.no_grad():
                     x0 = project(x0)
-        x = ddim_step(x0, eps, nxt, eta, generator, sig)
-        if callback is not None:
-            callback({"i": i, "x": x, "x0": x0, "sigma": sig})
-    return x
+        return ddim_step(x0, eps, nxt, eta, generator, sig), x0
+
+    return walk(x0_hat, x, sigmas, step, callback, **cond)
 
 
 # ---- DDRM and GibbsDDRM: linear operators in spectral space ----
@@ -150,14 +161,11 @@ def ddrm_update(x: torch.Tensor, x0: torch.Tensor, y: torch.Tensor, op, sigma: f
 def sample_ddrm(x0_hat, x: torch.Tensor, sigmas, y: torch.Tensor, op, sigma_y: float = 0.0, eta: float = 0.85,
                 eta_b: float = 1.0, generator=None, callback=None, **cond) -> torch.Tensor:
     """DDRM along ``sigmas`` (ending at 0) for y = A x + σ_y·n with A a ``LinearOperator``."""
-    s = _sigmas(sigmas)
-    for i, (sig, nxt) in enumerate(zip(s, s[1:])):
-        with torch.no_grad():
-            x0 = x0_hat(x, as_sigma(sig, x), **cond)
-        x = ddrm_update(x, x0, y, op, sig, nxt, sigma_y, eta, eta_b, generator)
-        if callback is not None:
-            callback({"i": i, "x": x, "x0": x0, "sigma": sig})
-    return x
+
+    def step(i, x, x0, sig, nxt):
+        return ddrm_update(x, x0, y, op, sig, nxt, sigma_y, eta, eta_b, generator), x0
+
+    return walk(x0_hat, x, sigmas, step, callback, **cond)
 
 
 @dataclass
@@ -194,19 +202,20 @@ def sample_gibbs_ddrm(x0_hat, x: torch.Tensor, sigmas, y: torch.Tensor, make_mat
                       generator=None, **cond) -> GibbsResult:
     """GibbsDDRM for an operator with unknown parameters φ: each step a DDRM update of x under A_φ̂ (per sample),
     then, once ``phi_from`` of the steps are done (x̂₀ has structure), ``phi_updates`` on φ from x̂₀ and y."""
-    s = _sigmas(sigmas)
-    phi = phi0.detach().clone().reshape(x.shape[0], -1)
-    path = [phi.clone()]
-    for i, (sig, nxt) in enumerate(zip(s, s[1:])):
-        with torch.no_grad():
-            x0 = x0_hat(x, as_sigma(sig, x), **cond)
-        if i >= phi_from * (len(s) - 1):
+    n_steps = len(_sigmas(sigmas)) - 1
+    path = [phi0.detach().clone().reshape(x.shape[0], -1)]  # φ after each update; path[-1] is the current one
+
+    def step(i, x, x0, sig, nxt):
+        phi = path[-1]
+        if i >= phi_from * n_steps:
             phi = phi_updates(phi, x0, y, make_matrix, sigma_y, phi_lr, phi_steps, temperature, generator, bounds)
             path.append(phi.clone())
         ops = [LinearOperator(make_matrix(p).detach(), x.shape[1:]) for p in phi]
-        x = torch.cat([ddrm_update(x[b:b + 1], x0[b:b + 1], y[b:b + 1], ops[b], sig, nxt, sigma_y, eta, eta_b,
-                                   generator) for b in range(len(ops))])
-    return GibbsResult(x, phi, path)
+        return torch.cat([ddrm_update(x[b:b + 1], x0[b:b + 1], y[b:b + 1], ops[b], sig, nxt, sigma_y, eta, eta_b,
+                                      generator) for b in range(len(ops))]), x0
+
+    x = walk(x0_hat, x, sigmas, step, **cond)
+    return GibbsResult(x, path[-1], path)
 
 
 # ---- the replacement baseline ----
@@ -216,19 +225,16 @@ def sample_replacement(x0_hat, x: torch.Tensor, sigmas, known: torch.Tensor, mas
                        generator=None, callback=None, **cond) -> torch.Tensor:
     """RePaint-style inpainting without resampling: each step's observed part (``mask`` True) is the known signal
     noised to the next σ; the rest follows the sampler; the output keeps ``known`` where observed."""
-    s = _sigmas(sigmas)
     m = mask.to(x.dtype).expand_as(x)
-    for i, (sig, nxt) in enumerate(zip(s, s[1:])):
-        with torch.no_grad():
-            x0 = x0_hat(x, as_sigma(sig, x), **cond)
+
+    def step(i, x, x0, sig, nxt):
         x = ddim_step(x0, (x - x0) / sig, nxt, eta, generator, sig)
         noised = known + nxt * randn(x.shape, generator, x.device, x.dtype) if nxt > 0 else known
-        x = m * noised + (1 - m) * x
-        if callback is not None:
-            callback({"i": i, "x": x, "x0": x0, "sigma": sig})
-    return x
+        return m * noised + (1 - m) * x, x0
+
+    return walk(x0_hat, x, sigmas, step, callback, **cond)
 
 
 __all__ = ["GibbsResult", "ddim_step", "ddrm_update", "denoiser_estimate", "gradient_steps",
            "jump_estimate", "phi_updates", "sample_ddrm", "sample_dps", "sample_gibbs_ddrm", "sample_mpgd",
-           "sample_replacement", "score_estimate"]
+           "sample_replacement", "score_estimate", "walk"]
