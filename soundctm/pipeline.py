@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from soundctm.cli_errors import first_line
 from soundctm.core import samplers, schedule
 from soundctm.core.guidance import classifier_free_guidance
 from soundctm.core.precond import CTMPrecond, EDMDenoiser
@@ -229,8 +230,7 @@ def load_component(folder: Path, load):
         return load(folder)
     except (ValueError, KeyError, TypeError, OSError, RuntimeError, SafetensorError) as err:
         files = ", ".join(str(p) for p in sorted(folder.glob("*.safetensors"))) or str(folder)
-        why = str(err).splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"model file(s) {files} corrupt or incomplete: {why}") from err
+        raise ValueError(f"model file(s) {files} corrupt or incomplete: {first_line(err)}") from err
 
 
 def _is_loader(teacher) -> bool:
