@@ -189,3 +189,16 @@ def test_gibbs_ddrm_recovers_an_unknown_measurement_gain():
     assert (out.phi[:, 0] - 2.0).abs().median() < 0.15, out.phi[:, 0]
     assert ((out.phi[:, 0] * out.x[:, 0] - y[:, 0]).abs() < 0.1).float().mean() > 0.9
     assert math.isclose(float(out.phi_path[0].mean()), 1.0)
+
+
+def test_mpgd_steps_on_the_clean_estimate_without_backprop_through_the_network():
+    """MPGD's defining choice: the network runs without gradients and the loss's gradient moves x̂₀ alone. One step
+    from σ = 2 to 0 with x̂₀ = 0.5·x and loss ‖x̂₀ − 1‖²: x̂₀ − 0.1·2(x̂₀ − 1), whatever x̂₀'s dependence on x."""
+    grads = []
+
+    def x0_hat(x, sigma):
+        grads.append(torch.is_grad_enabled())
+        return 0.5 * x
+
+    out = R.sample_mpgd(x0_hat, torch.ones(1, 2), torch.tensor([2.0, 0.0]), lambda v: ((v - 1) ** 2).sum(1), 0.1)
+    assert grads == [False] and torch.allclose(out, torch.full((1, 2), 0.5 - 0.1 * 2 * (0.5 - 1)))
